@@ -1,0 +1,39 @@
+"""Export a trained generator for use outside genmnist.
+
+Two artefacts in the export directory:
+
+* ``generator.keras``: the Keras model (``keras.models.load_model``; the custom
+  ``BatchNorm`` layer registers itself when ``genmnist.models`` is imported).
+* ``saved_model/``: a TensorFlow SavedModel whose ``serving_default`` signature
+  maps ``z`` float32 [n, 100] to ``images`` uint8 [n, 28, 28] (0..255) and
+  ``raw`` float32 [n, 28, 28, 1] in the preset's pixel range.  It needs only
+  TensorFlow to load (``tf.saved_model.load``), not this package.
+"""
+
+import os
+
+import tensorflow as tf
+
+from genmnist.images import to_uint8_tensor
+from genmnist.models import Z_DIM
+
+
+class _Serving(tf.Module):
+    def __init__(self, generator, pixel_range):
+        super().__init__()
+        self.generator = generator
+        self.pixel_range = tuple(pixel_range)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, Z_DIM], tf.float32, name="z")])
+    def serve(self, z):
+        raw = self.generator(z, training=False)
+        return {"images": to_uint8_tensor(raw, self.pixel_range), "raw": raw}
+
+
+def export_generator(generator, preset, export_dir):
+    os.makedirs(export_dir, exist_ok=True)
+    generator.save(os.path.join(export_dir, "generator.keras"))
+    module = _Serving(generator, preset.pixel_range)
+    tf.saved_model.save(module, os.path.join(export_dir, "saved_model"),
+                        signatures={"serving_default": module.serve})
+    return export_dir

@@ -1,0 +1,135 @@
+"""The legacy DCGAN-style generator and discriminator as Keras 3 models.
+
+Layer names carry the legacy variable names so the mapping is mechanical:
+layer ``g_3`` owns ``g_w3`` (its kernel) and ``g_b3`` (its bias), layer ``bn3``
+owns ``bn3/beta`` and the moving statistics, layer ``d_2`` owns
+``discriminator/d_w2`` and ``discriminator/d_b2``.  :func:`legacy_variables`
+spells that mapping out; parity tests and checkpoint conversion use it.
+
+Shapes follow the legacy graph exactly (see ``LEGACY_SPEC.md``).  A Keras
+``Conv2DTranspose`` kernel is ``[h, w, out, in]``, the same layout as TF1's
+``conv2d_transpose``, so kernels copy across without transposition.
+"""
+
+import keras
+import tensorflow as tf
+
+Z_DIM = 100
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def _legacy_init():
+    """``tf.truncated_normal_initializer(stddev=0.02)``; seeded by ``keras.utils.set_random_seed``."""
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+@keras.saving.register_keras_serializable(package="genmnist")
+class BatchNorm(keras.layers.Layer):
+    """Batch norm with the ``tf.contrib.layers.batch_norm`` defaults the legacy code used.
+
+    An offset ``beta`` and no scale, ``epsilon=1e-5``, moments over every axis
+    but the last.  Two switches cover the legacy behaviour:
+
+    * ``update_moving_stats=False``: training never touches the moving mean and
+      variance (the legacy code never ran ``UPDATE_OPS``).
+    * ``inference_stats="batch"``: inference also normalises with the batch's
+      own statistics (the legacy code fed ``phase=1`` at sampling).
+    """
+
+    def __init__(self, momentum=0.999, epsilon=1e-5, update_moving_stats=True,
+                 inference_stats="moving", **kwargs):
+        super().__init__(**kwargs)
+        if inference_stats not in ("moving", "batch"):
+            raise ValueError(f"inference_stats must be 'moving' or 'batch', got {inference_stats!r}")
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.update_moving_stats = update_moving_stats
+        self.inference_stats = inference_stats
+
+    def build(self, input_shape):
+        channels = (input_shape[-1],)
+        self.beta = self.add_weight(name="beta", shape=channels, initializer="zeros")
+        self.moving_mean = self.add_weight(
+            name="moving_mean", shape=channels, initializer="zeros", trainable=False)
+        self.moving_variance = self.add_weight(
+            name="moving_variance", shape=channels, initializer="ones", trainable=False)
+
+    def call(self, x, training=False):
+        if training or self.inference_stats == "batch":
+            axes = list(range(len(x.shape) - 1))
+            mean, variance = tf.nn.moments(x, axes)
+            if training and self.update_moving_stats:
+                decay = self.momentum
+                self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
+                self.moving_variance.assign(self.moving_variance * decay + variance * (1.0 - decay))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        return tf.nn.batch_normalization(x, mean, variance, self.beta, None, self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
+                "update_moving_stats": self.update_moving_stats,
+                "inference_stats": self.inference_stats}
+
+
+def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="moving",
+                    bn_momentum=0.999):
+    """z [b, z_dim] -> images [b, 28, 28, 1] in (-1, 1): the legacy 5-layer generator."""
+    def bn(i):
+        return BatchNorm(momentum=bn_momentum, update_moving_stats=update_moving_stats,
+                         inference_stats=inference_stats, name=f"bn{i}")
+
+    z = keras.Input((z_dim,), name="z")
+    x = keras.layers.Dense(1024, kernel_initializer=_legacy_init(), bias_initializer=_legacy_init(), name="g_1")(z)
+    x = keras.layers.ReLU()(bn(1)(x))
+    x = keras.layers.Dense(7 * 7 * 64, kernel_initializer=_legacy_init(), bias_initializer=_legacy_init(), name="g_2")(x)
+    x = keras.layers.ReLU()(bn(2)(x))
+    x = keras.layers.Reshape((7, 7, 64))(x)
+    x = keras.layers.Conv2DTranspose(32, 5, strides=2, padding="same", kernel_initializer=_legacy_init(),
+                                     bias_initializer=_legacy_init(), name="g_3")(x)
+    x = keras.layers.ReLU()(bn(3)(x))
+    x = keras.layers.Conv2DTranspose(16, 5, strides=2, padding="same", kernel_initializer=_legacy_init(),
+                                     bias_initializer=_legacy_init(), name="g_4")(x)
+    x = keras.layers.ReLU()(bn(4)(x))
+    x = keras.layers.Conv2D(1, 1, padding="same", kernel_initializer=_legacy_init(),
+                            bias_initializer=_legacy_init(), name="g_5")(x)
+    images = keras.layers.Activation("tanh", name="tanh")(x)
+    return keras.Model(z, images, name="generator")
+
+
+def build_discriminator():
+    """images [b, 28, 28, 1] -> logits [b, 1]: the legacy 4-layer average-pooled net.
+
+    The sigmoid probability the legacy code returned beside the logit is
+    ``tf.sigmoid(logits)``; losses take logits so they can be computed stably.
+    """
+    images = keras.Input(IMAGE_SHAPE, name="images")
+    x = keras.layers.Conv2D(32, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
+                            name="d_1")(images)
+    x = keras.layers.AveragePooling2D(2, 2, padding="same")(x)
+    x = keras.layers.Conv2D(64, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
+                            name="d_2")(x)
+    x = keras.layers.AveragePooling2D(2, 2, padding="same")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(1024, activation="relu", kernel_initializer=_legacy_init(), name="d_3")(x)
+    logits = keras.layers.Dense(1, kernel_initializer=_legacy_init(), name="d_4")(x)
+    return keras.Model(images, logits, name="discriminator")
+
+
+def legacy_variables(generator, discriminator):
+    """Map each legacy TF1 variable name to the Keras variable that plays its part."""
+    table = {}
+    for i in range(1, 6):
+        layer = generator.get_layer(f"g_{i}")
+        table[f"g_w{i}"] = layer.kernel
+        table[f"g_b{i}"] = layer.bias
+    for i in range(1, 5):
+        layer = generator.get_layer(f"bn{i}")
+        table[f"bn{i}/beta"] = layer.beta
+        table[f"bn{i}/moving_mean"] = layer.moving_mean
+        table[f"bn{i}/moving_variance"] = layer.moving_variance
+    for i in range(1, 5):
+        layer = discriminator.get_layer(f"d_{i}")
+        table[f"discriminator/d_w{i}"] = layer.kernel
+        table[f"discriminator/d_b{i}"] = layer.bias
+    return table

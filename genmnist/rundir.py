@@ -1,0 +1,79 @@
+"""The layout of a run directory, its config, and the checkpoint that ties them together.
+
+    RUN/config.json            preset and run settings (written atomically)
+    RUN/checkpoints/           tf.train.CheckpointManager: models, optimizers, step, seed
+    RUN/samples/step_*.png     fixed-noise grids at the legacy milestones
+    RUN/progress.gif           those grids animated
+    RUN/logs/                  TensorBoard scalars and images
+    RUN/export/                generator.keras and saved_model/ (z -> image)
+
+Training, sampling, export and conversion all go through these helpers so
+the layout is defined once.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+from genmnist.errors import UserError
+from genmnist.models import build_generator, build_discriminator
+from genmnist.presets import Preset
+
+CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+LOGS = "logs"
+EXPORT = "export"
+
+
+def path(run_dir, *parts):
+    return os.path.join(run_dir, *parts)
+
+
+def write_config(run_dir, config):
+    os.makedirs(run_dir, exist_ok=True)
+    tmp = path(run_dir, CONFIG + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+    os.replace(tmp, path(run_dir, CONFIG))
+
+
+def read_config(run_dir):
+    config_path = path(run_dir, CONFIG)
+    if not os.path.isfile(config_path):
+        raise UserError(f"{run_dir} is not a genmnist run directory (no {CONFIG}); "
+                        "pass the --out directory of a training run")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["preset"] = Preset.from_dict(config["preset"])
+    return config
+
+
+def build_models(preset):
+    generator = build_generator(update_moving_stats=preset.update_moving_stats,
+                                inference_stats=preset.inference_stats,
+                                bn_momentum=preset.bn_momentum)
+    return generator, build_discriminator()
+
+
+def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
+    """A CheckpointManager over ``tf.train.Checkpoint(**trackables)`` in RUN/checkpoints.
+
+    TF writes checkpoint data under temporary names and updates the index file
+    atomically, so a run killed at any moment leaves the previous checkpoint intact.
+    """
+    checkpoint = tf.train.Checkpoint(**trackables)
+    return tf.train.CheckpointManager(checkpoint, path(run_dir, CHECKPOINTS), max_to_keep=max_to_keep)
+
+
+def load_generator(run_dir):
+    """The generator of a run's latest checkpoint, and the run's preset."""
+    config = read_config(run_dir)
+    preset = config["preset"]
+    generator, _ = build_models(preset)
+    manager = checkpoint_manager(run_dir, generator=generator)
+    if manager.latest_checkpoint is None:
+        raise UserError(f"{run_dir} has no checkpoint yet; train it first")
+    manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    return generator, preset

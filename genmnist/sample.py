@@ -1,0 +1,67 @@
+"""Draw digits from a trained run (the legacy ``prediction``): ``python -m genmnist.sample --help``.
+
+``--out`` decides the format: ``*.npz`` -> uint8 array ``images`` [N, 28, 28];
+``*.png`` -> one grid picture; anything else -> a directory of one PNG per image.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from genmnist import images, rundir
+from genmnist.errors import UserError, exit_on_user_error
+from genmnist.models import Z_DIM
+
+CHUNK = 1000  # images per generator call; bounds memory for large --num
+
+
+def generate(generator, preset, num, seed):
+    """``num`` uint8 images [num, 28, 28] from z ~ N(0, 1) seeded by ``seed``.
+
+    The legacy preset samples with batch statistics, so its images depend on the
+    sampling batch; chunks of CHUNK keep that batch large and the result deterministic.
+    """
+    z = tf.random.stateless_normal([num, Z_DIM], seed=[seed, 0])
+    parts = [images.to_uint8(generator(z[i:i + CHUNK], training=False), preset.pixel_range)
+             for i in range(0, num, CHUNK)]
+    return np.concatenate(parts)
+
+
+def write(pixels, out):
+    if out.endswith(".npz"):
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        np.savez_compressed(out, images=pixels)
+    elif out.endswith(".png"):
+        images.write_png(out, images.grid(pixels))
+    else:
+        os.makedirs(out, exist_ok=True)
+        for i, picture in enumerate(pixels):
+            images.write_png(os.path.join(out, f"{i:05d}.png"), picture)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m genmnist.sample", description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="run directory written by genmnist.train (its --out)")
+    p.add_argument("--num", type=int, default=64, help="how many images")
+    p.add_argument("--out", required=True,
+                   help="PATH.npz (uint8 array 'images' [N, 28, 28]), PATH.png (one grid) or a directory")
+    p.add_argument("--seed", type=int, default=0, help="seeds the noise z")
+    args = p.parse_args(argv)
+    if args.num <= 0:
+        p.error("--num must be positive")
+    with exit_on_user_error("genmnist.sample"):
+        if not os.path.isdir(args.run):
+            raise UserError(f"run directory {args.run} does not exist")
+        generator, preset = rundir.load_generator(args.run)
+        write(generate(generator, preset, args.num, args.seed), args.out)
+        print(f"wrote {args.num} images to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Train the GAN on MNIST: ``python -m genmnist.train --help``.
+
+The schedule is the legacy one: ``warmup_d_steps`` D-only steps, then per
+iteration one D step and one G step on the same z.  Batches and noise are
+pure functions of (seed, batch index), so a resumed run continues exactly as
+an uninterrupted one would, and the checkpoint needs only models, optimizers
+and the step counter.
+"""
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import signal
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+from genmnist import images, rundir
+from genmnist.data import batches, load_mnist
+from genmnist.errors import UserError, exit_on_user_error
+from genmnist.export import export_generator
+from genmnist.models import Z_DIM
+from genmnist.presets import PRESETS
+from genmnist.training import GANTrainer
+
+NUM_SAMPLES = 64  # the fixed-noise grid is 8x8
+
+
+def is_milestone(iteration):
+    """The legacy DISPLAY_STEP cadence: 0, 10, ..., 90, 100, 200, ..., 900, 1000, 2000, ..."""
+    if iteration < 10:
+        return iteration == 0
+    return iteration % 10 ** int(math.log10(iteration)) == 0
+
+
+def noise(batch_size, seed, batch_index):
+    """z ~ N(0, 1) for one batch, keyed by (seed, batch index) so runs are replayable."""
+    return tf.random.stateless_normal([batch_size, Z_DIM], seed=[seed, batch_index])
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m genmnist.train",
+        description="Train the legacy DCGAN-style MNIST GAN on TensorFlow 2. Writes checkpoints, "
+                    "sample grids at the legacy milestones (0, 10, .., 100, 200, .., 1000, 2000, ..), "
+                    "a progress GIF, TensorBoard logs and an exported generator into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="'legacy' reproduces the legacy code, bugs included (pixels in [0, 1], raw-log "
+                        "losses, untrained batch-norm offsets, batch statistics at sampling); 'default' "
+                        "fixes them (see README)")
+    p.add_argument("--steps", type=int, default=10000,
+                   help="training iterations (one D and one G update each), after the D-only warm-up; "
+                        "the legacy script's length is 10000")
+    p.add_argument("--batch-size", type=int, default=128, help="images per batch")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="Adam learning rate for both networks (default: the preset's; legacy 0.0005, default 0.0002)")
+    p.add_argument("--beta1", type=float, default=None,
+                   help="Adam beta1 (default: the preset's; legacy 0.9, default 0.5)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds weights, batch order and noise; same seed on the same machine, same run")
+    p.add_argument("--data-dir", default=None,
+                   help="directory with train-images-idx3-ubyte[.gz] (+ labels) or the legacy mnist_train.csv; "
+                        "default: download MNIST with tensorflow-datasets")
+    p.add_argument("--out", default=None,
+                   help="run directory (default: runs/YYYYmmdd-HHMMSS)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint; its preset, seed and batch "
+                        "size are kept, --steps may extend it")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints")
+    p.add_argument("--log-every", type=int, default=10,
+                   help="iterations between progress lines and TensorBoard scalars (also the NaN check)")
+    p.add_argument("--sample-every", type=int, default=0,
+                   help="also write a sample grid every N iterations (0: only at the legacy milestones)")
+    p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
+    args = p.parse_args(argv)
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.resume and not args.out:
+        p.error("--resume needs --out RUN_DIR")
+    return args
+
+
+def _run_config(args):
+    """The settings that define a run; stored in RUN/config.json, reused by --resume."""
+    if args.resume:
+        config = rundir.read_config(args.out)
+        print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']} "
+              f"and batch size {config['batch_size']}", file=sys.stderr)
+        config["steps"] = args.steps
+        config["data_dir"] = args.data_dir if args.data_dir is not None else config["data_dir"]
+        return config
+    if os.path.isdir(rundir.path(args.out, rundir.CHECKPOINTS)):
+        raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
+    preset = PRESETS[args.preset].replace(learning_rate=args.learning_rate, beta1=args.beta1)
+    return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
+            "data_dir": args.data_dir, "command": " ".join(sys.argv),
+            "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}}
+
+
+@tf.function
+def _all_finite(variables):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+
+class Progress:
+    """One status line: a bar, the losses, D(x), D(G(z)) and steps/s; rewritten in place on a terminal."""
+
+    def __init__(self, total, first):
+        self.total, self.tty = total, sys.stderr.isatty()
+        self.last_step, self.last_time = first, time.perf_counter()
+
+    def update(self, step, metrics):
+        now = time.perf_counter()
+        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
+        done = int(30 * step / self.total)
+        eta = (self.total - step) / rate if rate > 0 else 0
+        line = (f"[{'#' * done}{'.' * (30 - done)}] {step}/{self.total} "
+                f"d_loss {metrics['d_loss']:.4f} g_loss {metrics['g_loss']:.4f} "
+                f"D(x) {metrics['d_real']:.3f} D(G(z)) {metrics['d_fake']:.3f} "
+                f"{rate:.2f} steps/s ETA {datetime.timedelta(seconds=int(eta))}")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        return rate
+
+    def close(self):
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def train(args):
+    config = _run_config(args)
+    run_dir = args.out
+    preset, seed, batch_size = config["preset"], config["seed"], config["batch_size"]
+    keras.utils.set_random_seed(seed)
+
+    data = load_mnist(config["data_dir"], "train").images
+    generator, discriminator = rundir.build_models(preset)
+    trainer = GANTrainer(generator, discriminator, preset)
+    step = tf.Variable(0, dtype=tf.int64, name="step")
+    manager = rundir.checkpoint_manager(
+        run_dir, generator=generator, discriminator=discriminator, g_optimizer=trainer.g_optimizer,
+        d_optimizer=trainer.d_optimizer, step=step)
+    if args.resume:
+        if manager.latest_checkpoint is None:
+            raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    rundir.write_config(run_dir, {**config, "preset": preset.to_dict()})
+
+    start = int(step.numpy())
+    total = config["steps"]
+    if start >= total:
+        print(f"{run_dir} is already at step {start} of {total}; raise --steps to train further", file=sys.stderr)
+        return 0
+    first_batch = 0 if start == 0 else preset.warmup_d_steps + start
+    reals = batches(data, batch_size, preset.pixel_range, seed, first_batch)
+    zs = tf.data.Dataset.range(first_batch, 2**62).map(lambda k: noise(batch_size, seed, k))
+    stream = iter(tf.data.Dataset.zip(reals, zs).prefetch(2))
+    fixed_z = noise(NUM_SAMPLES, seed, -1)
+    writer = tf.summary.create_file_writer(rundir.path(run_dir, rundir.LOGS))
+    samples_dir = rundir.path(run_dir, rundir.SAMPLES)
+
+    def save_samples(iteration):
+        pixels = images.to_uint8(generator(fixed_z, training=False), preset.pixel_range)
+        picture = images.grid(pixels)
+        images.write_png(os.path.join(samples_dir, f"step_{iteration:06d}.png"), picture)
+        images.write_gif(images.milestone_pngs(samples_dir), rundir.path(run_dir, "progress.gif"))
+        with writer.as_default():
+            tf.summary.image("samples", picture[None, :, :, None], step=iteration)
+
+    def save_checkpoint(reason):
+        if not bool(_all_finite(generator.variables + discriminator.variables)):
+            raise FloatingPointError("weights are not finite")
+        path = manager.save(checkpoint_number=int(step.numpy()))
+        print(f"\ncheckpoint ({reason}) at step {int(step.numpy())}: {path}", file=sys.stderr)
+
+    print(f"training {run_dir}: preset {preset.name}, {len(data)} images, batch {batch_size}, "
+          f"steps {start}..{total}, seed {seed}", file=sys.stderr)
+    if start == 0:
+        for _ in range(preset.warmup_d_steps):
+            trainer.discriminator_step(*next(stream))
+    progress = Progress(total, start)
+    metrics = None
+    try:
+        for iteration in range(start, total):
+            metrics = trainer.train_step(*next(stream))
+            step.assign_add(1)
+            done = iteration + 1
+            if done % args.log_every == 0 or done == total:
+                values = {k: float(v) for k, v in metrics.items()}
+                if not all(map(math.isfinite, values.values())):
+                    raise FloatingPointError(f"loss is not finite at step {done} "
+                                             f"(d_loss={values['d_loss']}, g_loss={values['g_loss']})")
+                rate = progress.update(done, values)
+                with writer.as_default():
+                    for name, tag in (("d_loss", "d_loss"), ("g_loss", "g_loss"),
+                                      ("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+                        tf.summary.scalar(tag, values[name], step=done)
+                    tf.summary.scalar("steps_per_sec", rate, step=done)
+            if is_milestone(iteration) or iteration == total - 1 or (
+                    args.sample_every and done % args.sample_every == 0):
+                save_samples(iteration)
+            if done % args.checkpoint_every == 0 and done != total:
+                save_checkpoint("periodic")
+    except KeyboardInterrupt:
+        progress.close()
+        save_checkpoint("interrupted")
+        print(f"interrupted; continue with: python -m genmnist.train --out {run_dir} --resume "
+              f"--steps {total}", file=sys.stderr)
+        return 130
+    except FloatingPointError as err:
+        progress.close()
+        last = manager.latest_checkpoint or "none"
+        print(f"error: training diverged: {err}; last good checkpoint: {last}. The legacy preset's "
+              "raw-log losses do this once D saturates; --preset default uses stable losses.",
+              file=sys.stderr)
+        return 3
+    progress.close()
+    save_checkpoint("final")
+    writer.flush()
+    if not args.no_export:
+        export_dir = export_generator(generator, preset, rundir.path(run_dir, rundir.EXPORT))
+        print(f"exported generator to {export_dir}", file=sys.stderr)
+    print(f"done: samples in {samples_dir}, progress.gif, checkpoints in "
+          f"{rundir.path(run_dir, rundir.CHECKPOINTS)}", file=sys.stderr)
+    return 0
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.out is None:
+        args.out = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    with exit_on_user_error("genmnist.train"):
+        return train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Every data source, every bad-input case, and the replayable tf.data stream."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import fake_digits, idx_bytes, write_idx_dir
+from genmnist import data
+from genmnist.errors import UserError
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_files_are_read_gzipped_or_not(tmp_path, compress):
+    images, labels = write_idx_dir(tmp_path, n=50, compress=compress)
+    split = data.load_mnist(str(tmp_path))
+    np.testing.assert_array_equal(split.images, images)
+    np.testing.assert_array_equal(split.labels, labels)
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_legacy_csv_with_or_without_header(tmp_path, header):
+    images, labels = fake_digits(5)
+    rows = [",".join(map(str, [l, *img.ravel()])) for img, l in zip(images, labels)]
+    if header:
+        rows.insert(0, "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29)))
+    (tmp_path / "mnist_train.csv").write_text("\n".join(rows) + "\n")
+    split = data.load_mnist(str(tmp_path))
+    np.testing.assert_array_equal(split.images, images)
+    np.testing.assert_array_equal(split.labels, labels)
+
+
+def _write(path, payload, compress=True):
+    if compress:
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing_dir", "does not exist"),
+    ("empty_dir", "no MNIST train data"),
+    ("truncated", "truncated"),
+    ("header_only", "truncated"),
+    ("wrong_magic", "magic number 2049"),
+    ("wrong_shape", "32x32"),
+    ("not_gzip", "damaged"),
+    ("labels_mismatch", "labels but"),
+    ("csv_short_row", "line 2 has 10 values, expected 785"),
+    ("csv_not_integer", "not an integer"),
+    ("csv_out_of_range", "outside 0..255"),
+])
+def test_bad_inputs_raise_a_one_line_error_naming_the_file(tmp_path, case, match):
+    images, labels = fake_digits(4)
+    target = tmp_path / "train-images-idx3-ubyte.gz"
+    good = idx_bytes(images, 2051)
+    if case == "truncated":
+        _write(target, good[:-10])
+    elif case == "header_only":
+        _write(target, good[:6])
+    elif case == "wrong_magic":
+        _write(target, idx_bytes(labels, 2049))
+    elif case == "wrong_shape":
+        _write(target, idx_bytes(np.zeros((2, 32, 32), np.uint8), 2051))
+    elif case == "not_gzip":
+        target.write_bytes(b"plain bytes, not gzip")
+    elif case == "labels_mismatch":
+        _write(target, good)
+        _write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(labels[:3], 2049))
+    elif case.startswith("csv"):
+        row = {"csv_short_row": "1," + ",".join(["0"] * 9),
+               "csv_not_integer": "1," + ",".join(["0.5"] * 784),
+               "csv_out_of_range": "1," + ",".join(["256"] * 784)}[case]
+        (tmp_path / "mnist_train.csv").write_text("1," + ",".join(["0"] * 784) + "\n" + row + "\n")
+    directory = str(tmp_path / "nowhere") if case == "missing_dir" else str(tmp_path)
+    with pytest.raises(UserError, match=match) as err:
+        data.load_mnist(directory)
+    assert "\n" not in str(err.value)
+    if case not in ("missing_dir", "empty_dir"):
+        assert str(tmp_path) in str(err.value)
+
+
+def test_tfds_failure_offline_becomes_a_user_error(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Failed to resolve storage.googleapis.com\nmore detail")
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.raises(UserError, match="--data-dir DIR") as err:
+        data.load_mnist(None)
+    assert "\n" not in str(err.value) and "Failed to resolve" in str(err.value)
+
+
+def test_cli_bad_data_dir_exits_2_with_one_line_and_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "genmnist.train", "--data-dir", str(tmp_path / "missing"),
+         "--out", str(tmp_path / "run"), "--steps", "1"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    error_lines = [l for l in result.stderr.splitlines() if l.startswith("genmnist.train: error:")]
+    assert len(error_lines) == 1 and "missing" in error_lines[0]
+
+
+def test_batches_are_a_pure_function_of_seed_and_batch_index():
+    images, _ = fake_digits(40)
+    whole = [b.numpy() for b in data.batches(images, 16, (-1.0, 1.0), seed=3).take(7)]
+    resumed = [b.numpy() for b in data.batches(images, 16, (-1.0, 1.0), seed=3, first_batch=4).take(3)]
+    for a, b in zip(whole[4:], resumed):
+        np.testing.assert_array_equal(a, b)
+    other_seed = next(iter(data.batches(images, 16, (-1.0, 1.0), seed=4))).numpy()
+    assert not np.array_equal(whole[0], other_seed)
+    assert whole[0].shape == (16, 28, 28, 1)
+    assert whole[0].min() >= -1.0 and whole[0].max() <= 1.0
+
+
+def test_each_epoch_visits_every_image_once():
+    images = np.arange(32, dtype=np.uint8).reshape(32, 1, 1).repeat(28, 1).repeat(28, 2)
+    epoch = np.concatenate([b.numpy()[:, 0, 0, 0] for b in data.batches(images, 8, (0.0, 255.0), 0).take(4)])
+    assert sorted(np.rint(epoch).astype(int)) == list(range(32))
+
+
+def test_scaling_matches_each_preset_range():
+    pixels = np.array([[0, 255]], np.uint8)
+    np.testing.assert_allclose(data.scale_images(pixels, (0.0, 1.0)), [[0.0, 1.0]])
+    np.testing.assert_allclose(data.scale_images(pixels, (-1.0, 1.0)), [[-1.0, 1.0]])

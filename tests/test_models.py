@@ -1,0 +1,87 @@
+"""The Keras models against LEGACY_SPEC.md: names, shapes, parameter counts, init, batch norm."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from genmnist.models import BatchNorm, build_discriminator, build_generator, legacy_variables
+
+SPEC_SHAPES = {
+    "g_w1": (100, 1024), "g_b1": (1024,), "g_w2": (1024, 3136), "g_b2": (3136,),
+    "g_w3": (5, 5, 32, 64), "g_b3": (32,), "g_w4": (5, 5, 16, 32), "g_b4": (16,),
+    "g_w5": (1, 1, 16, 1), "g_b5": (1,),
+    **{f"bn{i}/{v}": (c,) for i, c in zip(range(1, 5), (1024, 3136, 32, 16))
+       for v in ("beta", "moving_mean", "moving_variance")},
+    "discriminator/d_w1": (5, 5, 1, 32), "discriminator/d_b1": (32,),
+    "discriminator/d_w2": (5, 5, 32, 64), "discriminator/d_b2": (64,),
+    "discriminator/d_w3": (3136, 1024), "discriminator/d_b3": (1024,),
+    "discriminator/d_w4": (1024, 1), "discriminator/d_b4": (1,),
+}
+
+
+@pytest.fixture(scope="module")
+def models():
+    tf.keras.utils.set_random_seed(1)
+    return build_generator(), build_discriminator()
+
+
+def test_every_legacy_variable_exists_with_the_spec_shape(models):
+    table = legacy_variables(*models)
+    assert set(table) == set(SPEC_SHAPES)
+    assert {k: tuple(v.shape) for k, v in table.items()} == SPEC_SHAPES
+
+
+def test_no_variable_is_left_out_of_the_legacy_mapping(models):
+    generator, discriminator = models
+    mapped = {id(v) for v in legacy_variables(generator, discriminator).values()}
+    assert {id(v) for v in generator.variables + discriminator.variables} == mapped
+
+
+def test_parameter_counts_match_the_spec(models):
+    generator, discriminator = models
+    g_trainable = sum(int(np.prod(s)) for k, s in SPEC_SHAPES.items()
+                      if k.startswith(("g_", "bn")) and k.endswith(("beta",) + tuple("0123456789")))
+    assert generator.count_params() == 3_394_513
+    assert sum(int(np.prod(v.shape)) for v in generator.trainable_variables) == g_trainable == 3_386_097
+    assert discriminator.count_params() == 3_265_409
+
+
+def test_initialisers_follow_the_legacy_code(models):
+    table = legacy_variables(*models)
+    for name in ("g_w2", "g_b2", "discriminator/d_w3"):
+        values = table[name].numpy()
+        assert np.abs(values).max() <= 2 * 0.02 + 1e-7  # truncated at two standard deviations
+        assert 0.015 < values.std() < 0.02              # truncated normal(0.02) has std 0.0176
+    for i in range(1, 5):
+        assert not table[f"discriminator/d_b{i}"].numpy().any()
+        assert not table[f"bn{i}/beta"].numpy().any()
+        assert (table[f"bn{i}/moving_variance"].numpy() == 1).all()
+
+
+def test_forward_shapes_and_ranges(models):
+    generator, discriminator = models
+    images = generator(tf.random.normal([4, 100]), training=True)
+    assert images.shape == (4, 28, 28, 1)
+    assert float(tf.reduce_max(tf.abs(images))) < 1.0
+    assert discriminator(images).shape == (4, 1)
+
+
+def test_batch_norm_training_uses_batch_moments_and_updates_only_when_asked():
+    x = tf.random.normal([64, 3], mean=5.0, stddev=2.0, seed=3)
+    frozen = BatchNorm(update_moving_stats=False)
+    y = frozen(x, training=True)
+    np.testing.assert_allclose(tf.reduce_mean(y, 0), 0, atol=1e-5)
+    np.testing.assert_allclose(tf.math.reduce_std(y, 0), 1, atol=1e-3)
+    assert not frozen.moving_mean.numpy().any()
+    tracking = BatchNorm(momentum=0.9)
+    tracking(x, training=True)
+    np.testing.assert_allclose(tracking.moving_mean.numpy(), 0.1 * tf.reduce_mean(x, 0), rtol=1e-5)
+
+
+def test_batch_norm_inference_stats_switch():
+    x = tf.random.normal([32, 2], mean=3.0, seed=4)
+    moving = BatchNorm()
+    batch = BatchNorm(inference_stats="batch")
+    # moving statistics start at mean 0 / variance 1: inference leaves x (almost) unchanged
+    np.testing.assert_allclose(moving(x, training=False), x / np.sqrt(1 + 1e-5), rtol=1e-6)
+    np.testing.assert_allclose(batch(x, training=False), batch(x, training=True), rtol=1e-6)
