@@ -1,0 +1,271 @@
+"""genmnist.evaluate and genmnist.classifier on synthetic data with a tiny, untrained classifier.
+
+The metrics are checked against closed forms (Frechet distance of Gaussians, the
+classifier score of known p(y|x)), the CLI against .npz and PNG inputs, and the
+classifier cache against a fake trainer, so nothing here trains the real network.
+"""
+
+import gzip
+import json
+import os
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import genmnist  # noqa: F401  (TF log level)
+from genmnist import classifier as C
+from genmnist import evaluate as E
+from genmnist.data import MnistSplit
+from genmnist.errors import UserError
+
+REAL_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+
+
+def tiny_model(seed=0):
+    return C.build_model(filters=(2, 4), features=8, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return C.Classifier(tiny_model())
+
+
+def digits(n, seed=0, shift=0):
+    """Synthetic 'digits': a bright block whose position depends on the class, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    for i, y in enumerate(labels):
+        r, c = 2 + 2 * (y // 2) + shift, 4 + 4 * (y % 5)
+        images[i, r:r + 8, c:c + 6] = 255
+    return MnistSplit(images, labels)
+
+
+def write_idx(directory, train, test):
+    os.makedirs(directory, exist_ok=True)
+    for prefix, split in (("train", train), ("t10k", test)):
+        with gzip.open(os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"), "wb") as f:
+            f.write(struct.pack(">IIII", 2051, len(split.images), 28, 28) + split.images.tobytes())
+        with gzip.open(os.path.join(directory, f"{prefix}-labels-idx1-ubyte.gz"), "wb") as f:
+            f.write(struct.pack(">II", 2049, len(split.labels)) + split.labels.tobytes())
+
+
+# ------------------------------------------------------------------ metrics
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    x = np.random.default_rng(0).normal(size=(500, 6))
+    assert E.frechet_distance(*E.gaussian(x), *E.gaussian(x)) == pytest.approx(0, abs=1e-8)
+
+
+def test_frechet_distance_matches_closed_forms():
+    x = np.random.default_rng(1).normal(size=(400, 5)) @ np.diag([1, 2, 3, 0.5, 1.5])
+    shift = np.array([1.0, -2.0, 0.5, 0.0, 3.0])
+    # Same covariance, shifted mean: |shift|^2 exactly.
+    assert E.frechet_distance(*E.gaussian(x), *E.gaussian(x + shift)) == pytest.approx(shift @ shift, rel=1e-9)
+    # Diagonal covariances: |dmu|^2 + sum (sqrt(a) - sqrt(b))^2.
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    mu1, mu2 = np.zeros(3), np.array([1.0, 1.0, 0.0])
+    expected = 2 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert E.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-9)
+    # A full covariance against itself rotated: trace term by the general formula.
+    s1 = np.array([[2.0, 0.5], [0.5, 1.0]])
+    s2 = np.array([[1.0, -0.3], [-0.3, 3.0]])
+    w, v = np.linalg.eigh(s1)
+    r1 = v @ np.diag(np.sqrt(w)) @ v.T
+    trace_root = np.sum(np.sqrt(np.linalg.eigvalsh(r1 @ s2 @ r1)))
+    assert E.frechet_distance(np.zeros(2), s1, np.zeros(2), s2) == pytest.approx(
+        np.trace(s1) + np.trace(s2) - 2 * trace_root, rel=1e-9)
+
+
+def test_classifier_score_known_values():
+    assert E.classifier_score(np.eye(10)[np.arange(100) % 10]) == pytest.approx(10, rel=1e-6)
+    assert E.classifier_score(np.eye(10)[np.zeros(100, int)]) == pytest.approx(1, rel=1e-6)
+    assert E.classifier_score(np.full((50, 10), 0.1)) == pytest.approx(1, rel=1e-6)
+    # Two classes, each image 0.8 / 0.2: p(y) = (0.5, 0.5), KL = 0.8 ln 1.6 + 0.2 ln 0.4.
+    probs = np.zeros((4, 10))
+    probs[:2, :2], probs[2:, :2] = [0.8, 0.2], [0.2, 0.8]
+    assert E.classifier_score(probs) == pytest.approx(np.exp(0.8 * np.log(1.6) + 0.2 * np.log(0.4)), rel=1e-6)
+
+
+def test_class_histogram():
+    h = E.class_histogram(np.arange(100) % 10)
+    assert h["class_kl_uniform"] == pytest.approx(0) and h["classes_covered"] == 10
+    h = E.class_histogram(np.zeros(20, int))
+    assert h["class_kl_uniform"] == pytest.approx(np.log(10)) and h["classes_covered"] == 1
+    h = E.class_histogram(np.array([0] * 50 + [1] * 46 + [2] * 4))
+    assert h["class_fractions"][:3] == [0.5, 0.46, 0.04] and h["classes_covered"] == 2
+    assert h["class_kl_uniform"] == pytest.approx(sum(f * np.log(10 * f) for f in (0.5, 0.46, 0.04)))
+
+
+def test_precision_recall_self_and_far():
+    x = np.random.default_rng(2).normal(size=(300, 4))
+    assert E.precision_recall(x, x) == (1.0, 1.0)
+    assert E.precision_recall(x, x + 100.0) == (0.0, 0.0)
+    # Samples collapsed on part of the real data: precise but low recall.
+    precision, recall = E.precision_recall(x, x[x[:, 0] > 1.0])
+    assert precision == 1.0 and recall < 0.5
+
+
+def test_knn_radius_is_the_kth_other_point():
+    x = np.array([[0.0], [1.0], [3.0], [6.0]])
+    assert E.knn_radii2(x, k=1).tolist() == [1.0, 1.0, 4.0, 9.0]
+    assert E.knn_radii2(x, k=2).tolist() == [9.0, 4.0, 9.0, 25.0]
+
+
+def test_evaluate_images_real_against_itself(tiny):
+    real = digits(300).images
+    m = E.evaluate_images(real, tiny, real, subsample=200)
+    assert m["num_images"] == 300 and m["precision"] == 1.0 and m["recall"] == 1.0
+    assert m["frechet_distance"] == pytest.approx(0, abs=1e-6)
+    assert 1 <= m["classifier_score"] <= 10 and sum(m["class_fractions"]) == pytest.approx(1, abs=1e-3)
+    prepared = E.prepare_real(tiny, real, subsample=200)
+    assert E.evaluate_images(real, tiny, prepared) == m
+    far = E.evaluate_images(np.full((50, 28, 28), 255, np.uint8), tiny, prepared)
+    assert far["frechet_distance"] > 0.1 and far["precision"] < 0.5
+
+
+# ------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((50, 28, 28), np.float32), "must be uint8"),
+    (np.zeros((50, 32, 32), np.uint8), "must have shape"),
+    (np.zeros((50, 784), np.uint8), "must have shape"),
+    (np.zeros((0, 28, 28), np.uint8), "is empty"),
+    (np.zeros((5, 28, 28), np.uint8), "at least 9 are needed"),
+    ([[0]], "must be a NumPy array"),
+])
+def test_bad_images(tiny, images, message):
+    with pytest.raises(UserError, match=message):
+        E.evaluate_images(images, tiny, digits(100).images)
+
+
+def test_channel_axis_is_accepted(tiny):
+    real = digits(60).images
+    assert E.evaluate_images(real[..., None], tiny, real)["num_images"] == 60
+
+
+# ------------------------------------------------------------------ command line
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("mnist")
+    write_idx(directory, digits(400, seed=3), digits(200, seed=4))
+    return str(directory)
+
+
+def run_cli(capsys, argv, classifier):
+    E.main(argv, classifier=classifier)
+    return capsys.readouterr()
+
+
+def test_cli_npz_json_and_table(tmp_path, data_dir, tiny, capsys):
+    path = tmp_path / "s.npz"
+    np.savez(path, images=digits(120, seed=5, shift=1).images)
+    out = run_cli(capsys, [str(path), "--data-dir", data_dir, "--json"], tiny).out
+    result = json.loads(out)
+    assert result["samples"]["num_images"] == 120 and result["real_vs_real"]["num_images"] == 120
+    assert set(result["samples"]) == set(result["real_vs_real"])
+    out = run_cli(capsys, [str(path), "--data-dir", data_dir, "--num", "50"], tiny).out
+    assert "50 images from" in out and "Frechet distance" in out and "real-vs-real" in out
+
+
+def test_cli_png_folder(tmp_path, data_dir, tiny, capsys):
+    for i, image in enumerate(digits(40, seed=6).images):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), image)
+    result = json.loads(run_cli(capsys, [str(tmp_path), "--data-dir", data_dir, "--json"], tiny).out)
+    assert result["samples"]["num_images"] == 40
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: cv2.imwrite(str(d / "grid.png"), np.zeros((62, 62), np.uint8)), "not grids"),
+    (lambda d: None, "neither config.json"),
+    (lambda d: np.savez(d / "x.npz", pixels=np.zeros((3, 28, 28), np.uint8)), "no array 'images'"),
+    (lambda d: np.savez(d / "x.npz", images=np.zeros((200, 28, 28), np.float32)), "must be uint8"),
+    (lambda d: np.savez(d / "x.npz", images=np.zeros((3, 28, 28), np.uint8)), "at least 9"),
+    (lambda d: (d / "x.npz").write_bytes(b"not a zip"), "cannot read"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, data_dir, tiny, capsys, setup, message):
+    setup(tmp_path)
+    target = tmp_path / "x.npz" if (tmp_path / "x.npz").exists() else tmp_path
+    with pytest.raises(SystemExit) as exit_info:
+        E.main([str(target), "--data-dir", data_dir], classifier=tiny)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err and "\n" not in err
+
+
+def test_cli_help_mentions_inputs(capsys):
+    with pytest.raises(SystemExit):
+        E.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert ".npz" in out and "run directory" in out and "--json" in out and "Frechet" in out
+
+
+# ------------------------------------------------------------------ classifier cache
+
+def test_cache_reused_and_retrained(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_trainer(train, test, log):
+        calls.append(len(train.images))
+        return tiny_model(), 0.5
+
+    train, test = digits(64, seed=7), digits(32, seed=8)
+    kwargs = dict(cache_dir=str(tmp_path), log=lambda m: None, test=test, trainer=fake_trainer)
+    first = C.get_classifier(train=train, **kwargs)
+    info = json.loads((tmp_path / "mnist_classifier.json").read_text())
+    assert calls == [64] and info["data_sha256"] == C.data_hash(train) and info["version"] == C.VERSION
+    assert info["test_accuracy"] == 0.5
+    again = C.get_classifier(train=train, **kwargs)  # same data: loaded, not trained
+    assert calls == [64] and again.info == info
+    np.testing.assert_allclose(again(train.images)[0], first(train.images)[0], rtol=1e-5, atol=1e-6)
+    C.get_classifier(train=digits(65, seed=7), **kwargs)  # other data: retrained
+    assert calls == [64, 65]
+    monkeypatch.setattr(C, "VERSION", C.VERSION + 1)  # new recipe: retrained
+    C.get_classifier(train=digits(65, seed=7), **kwargs)
+    assert calls == [64, 65, 65]
+    (tmp_path / "mnist_classifier.keras").unlink()  # model lost: retrained
+    C.get_classifier(train=digits(65, seed=7), **kwargs)
+    assert calls == [64, 65, 65, 65]
+
+
+def test_cache_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENMNIST_CACHE", str(tmp_path))
+    assert C.default_cache_dir() == str(tmp_path)
+    assert C.default_cache_dir("/elsewhere") == "/elsewhere"
+
+
+def test_training_is_seeded_and_learns():
+    train, test = digits(512, seed=9), digits(256, seed=10)
+    logs = []
+    a, acc_a = C.train_classifier(train, test, logs.append, epochs=2, filters=(2, 4), features=8)
+    b, acc_b = C.train_classifier(train, test, lambda m: None, epochs=2, filters=(2, 4), features=8)
+    assert len(logs) == 2 and acc_a == acc_b and acc_a > 0.5
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+
+
+def test_unlabelled_train_split_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no labels"):
+        C.get_classifier(cache_dir=str(tmp_path), train=MnistSplit(digits(10).images, None))
+
+
+# ------------------------------------------------------------------ real MNIST (cached classifier only)
+
+def test_real_mnist_ceiling_with_cached_classifier():
+    """Real train images against the real test split score near the ceiling; skipped unless cached."""
+    if not (REAL_MNIST / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"no real MNIST at {REAL_MNIST}")
+    from genmnist.data import load_mnist
+    train = load_mnist(str(REAL_MNIST), "train")
+    info_path = Path(C.default_cache_dir()) / "mnist_classifier.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if info.get("data_sha256") != C.data_hash(train) or info.get("version") != C.VERSION:
+        pytest.skip("the real classifier is not cached; run python -m genmnist.evaluate once to train it")
+    clf = C.get_classifier(str(REAL_MNIST), log=lambda m: None, train=train)
+    assert clf.info["test_accuracy"] >= 0.99
+    test = load_mnist(str(REAL_MNIST), "test")
+    m = E.evaluate_images(train.images[:2000], clf, test.images[:2000], subsample=2000)
+    assert m["classifier_score"] > 9.5 and m["classes_covered"] == 10 and m["precision"] > 0.6

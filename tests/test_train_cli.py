@@ -1,0 +1,189 @@
+"""End to end on tiny data: outputs, resume, seeds, crashes, NaN, sampling and export."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from genmnist import images, rundir, sample, train
+from genmnist.models import Z_DIM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_train(out, data_dir, *extra, steps=12):
+    argv = ["--data-dir", data_dir, "--out", str(out), "--steps", str(steps), "--batch-size", "16",
+            "--log-every", "2", "--checkpoint-every", "4", *extra]
+    return train.main(argv)
+
+
+def weights(run_dir):
+    generator, _ = rundir.load_generator(str(run_dir))
+    return [v.numpy() for v in generator.variables]
+
+
+def assert_same_weights(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from conftest import write_idx_dir
+    data_dir = tmp_path_factory.mktemp("data")
+    write_idx_dir(data_dir)
+    out = tmp_path_factory.mktemp("runs") / "full"
+    assert run_train(out, str(data_dir)) == 0
+    return out, str(data_dir)
+
+
+def test_a_run_writes_samples_gif_checkpoints_logs_and_export(finished_run):
+    out, _ = finished_run
+    assert sorted(os.listdir(out / "samples")) == ["step_000000.png", "step_000010.png", "step_000011.png"]
+    grid = cv2.imread(str(out / "samples" / "step_000011.png"), cv2.IMREAD_GRAYSCALE)
+    assert grid.shape == (8 * 30 + 2, 8 * 30 + 2)
+    # the last grid is the final generator on the fixed noise, scaled x255 for the preset's range
+    generator, preset = rundir.load_generator(str(out))
+    fixed = images.to_uint8(generator(train.noise(train.NUM_SAMPLES, 0, -1), training=False), preset.pixel_range)
+    np.testing.assert_array_equal(grid, images.grid(fixed))
+    from PIL import Image
+    frames = [cv2.imread(str(out / "samples" / f), cv2.IMREAD_GRAYSCALE) for f in sorted(os.listdir(out / "samples"))]
+    distinct = 1 + sum(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # Pillow merges repeats
+    assert Image.open(out / "progress.gif").n_frames == distinct
+    assert rundir.read_config(str(out))["preset"].name == "default"
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "logs"))
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-12")
+
+
+def test_resume_equals_an_uninterrupted_run(finished_run, tmp_path):
+    out, data_dir = finished_run
+    part = tmp_path / "part"
+    assert run_train(part, data_dir, steps=6) == 0
+    assert run_train(part, data_dir, "--resume", steps=12) == 0
+    assert_same_weights(weights(part), weights(out))
+    for name in ("step_000010.png", "step_000011.png"):
+        np.testing.assert_array_equal(cv2.imread(str(part / "samples" / name)),
+                                      cv2.imread(str(out / "samples" / name)))
+
+
+def test_same_seed_same_run_other_seed_other_run(finished_run, tmp_path):
+    out, data_dir = finished_run
+    assert run_train(tmp_path / "again", data_dir) == 0
+    assert_same_weights(weights(tmp_path / "again"), weights(out))
+    assert run_train(tmp_path / "other", data_dir, "--seed", "1") == 0
+    assert not np.array_equal(weights(tmp_path / "other")[0], weights(out)[0])
+
+
+def test_refuses_to_overwrite_a_run_without_resume(finished_run, capsys):
+    out, data_dir = finished_run
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(out, data_dir)
+    assert exit_info.value.code == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_a_finite_checkpoint(finished_run, tmp_path, capsys):
+    _, data_dir = finished_run
+    out = tmp_path / "nan"
+    # The legacy raw-log losses hit log(0) once D saturates; a huge learning rate gets there at once.
+    code = run_train(out, data_dir, "--preset", "legacy", "--learning-rate", "1000", steps=40)
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "not finite" in err
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    if latest:  # whatever was saved before the blow-up must be finite
+        for name, _ in tf.train.list_variables(latest):
+            if name.startswith("generator/"):
+                assert np.isfinite(tf.train.load_variable(latest, name)).all()
+
+
+def _spawn(out, data_dir, steps):
+    cmd = [sys.executable, "-m", "genmnist.train", "--data-dir", data_dir, "--out", str(out),
+           "--steps", str(steps), "--batch-size", "16", "--checkpoint-every", "2", "--log-every", "2"]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(out, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if tf.train.latest_checkpoint(str(out / "checkpoints")):
+            return
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tmp_path):
+    out, data_dir = finished_run
+    killed = tmp_path / "killed"
+    proc = _spawn(killed, data_dir, steps=12)
+    _wait_for_checkpoint(killed, proc)
+    proc.kill()
+    proc.wait()
+    assert run_train(killed, data_dir, "--resume", steps=12) == 0
+    assert_same_weights(weights(killed), weights(out))
+
+
+def test_sigint_saves_a_checkpoint_and_exits_130(finished_run, tmp_path):
+    _, data_dir = finished_run
+    interrupted = tmp_path / "interrupted"
+    proc = _spawn(interrupted, data_dir, steps=100000)
+    _wait_for_checkpoint(interrupted, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint (interrupted)" in err and "--resume" in err
+    reader = tf.train.load_checkpoint(str(interrupted / "checkpoints"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") >= 2
+
+
+@pytest.mark.parametrize("out_name", ["grid.png", "imgs.npz", "folder"])
+def test_sample_cli_writes_each_format(finished_run, tmp_path, out_name):
+    run, _ = finished_run
+    target = str(tmp_path / out_name)
+    assert sample.main(["--run", str(run), "--num", "10", "--out", target, "--seed", "5"]) == 0
+    generator, preset = rundir.load_generator(str(run))
+    expected = sample.generate(generator, preset, 10, 5)
+    assert expected.dtype == np.uint8 and expected.shape == (10, 28, 28)
+    if out_name.endswith(".npz"):
+        np.testing.assert_array_equal(np.load(target)["images"], expected)
+    elif out_name.endswith(".png"):
+        np.testing.assert_array_equal(cv2.imread(target, cv2.IMREAD_GRAYSCALE), images.grid(expected))
+    else:
+        files = sorted(os.listdir(target))
+        assert len(files) == 10
+        np.testing.assert_array_equal(cv2.imread(os.path.join(target, files[3]), cv2.IMREAD_GRAYSCALE),
+                                      expected[3])
+
+
+def test_sample_cli_on_a_missing_run_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sample.main(["--run", str(tmp_path / "none"), "--out", str(tmp_path / "x.npz")])
+    assert exit_info.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_exported_generator_reloads_and_gives_the_same_images(finished_run):
+    run, _ = finished_run
+    generator, preset = rundir.load_generator(str(run))
+    z = tf.random.normal([6, Z_DIM], seed=9)
+    expected = images.to_uint8(generator(z, training=False), preset.pixel_range)
+    reloaded = keras.models.load_model(str(run / "export" / "generator.keras"))
+    np.testing.assert_array_equal(images.to_uint8(reloaded(z, training=False), preset.pixel_range), expected)
+    served = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_default"](z=z)
+    np.testing.assert_array_equal(served["images"].numpy(), expected)
+    assert served["images"].dtype == tf.uint8
+
+
+def test_to_uint8_maps_each_preset_range_onto_0_255():
+    x = np.array([-1.0, -0.5, 0.0, 0.5, 1.0, 2.0], np.float32).reshape(1, 6, 1, 1)
+    np.testing.assert_array_equal(images.to_uint8(x, (-1.0, 1.0))[0, :, 0], [0, 64, 128, 191, 255, 255])
+    # legacy: clip(x * 255, 0, 255)
+    np.testing.assert_array_equal(images.to_uint8(x, (0.0, 1.0))[0, :, 0], [0, 0, 0, 128, 255, 255])
