@@ -1,6 +1,6 @@
 """Sample quality against real MNIST: ``python -m genmnist.evaluate --help``.
 
-Metrics, all computed with the cached classifier of :mod:`genmnist.classifier`:
+Metrics, all computed with the cached MNIST classifier of genmnist.classifier:
 
 * classifier score: the Inception-score form exp E_x[KL(p(y|x) || p(y))] over the whole
   set; 1 (every image the same class, or every prediction uniform) .. 10 (confident
@@ -142,13 +142,14 @@ def prepare_real(classifier, images, k=K, subsample=PR_SUBSAMPLE, seed=0):
 def evaluate_images(images, classifier, real, k=K, subsample=PR_SUBSAMPLE, seed=0):
     """Every metric for uint8 ``images`` [n, 28, 28] against ``real`` (uint8 images or a :class:`RealSet`).
 
-    Precision/recall use at most ``subsample`` points of each set, chosen with ``seed``.
+    Precision/recall use at most ``subsample`` points of each set, chosen with ``seed``; with a
+    RealSet, its own k/subsample/seed apply (prepare it once, evaluate many times).
     """
     if not isinstance(real, RealSet):
         real = RealSet(classifier, real, k, subsample, seed)
     images = check_images(images, min_images(classifier, real.k))
     features, probs = classifier(images)
-    precision, recall = precision_recall(real.pr_features, _subsample(features, real.subsample, real.seed + 1),
+    precision, recall = precision_recall(real.pr_features, _subsample(features, real.subsample, real.seed),
                                          real.k, real.pr_radii2)
     return {"num_images": len(images), "classifier_score": classifier_score(probs),
             "frechet_distance": frechet_distance(*gaussian(features), real.mu, real.sigma),
@@ -158,17 +159,11 @@ def evaluate_images(images, classifier, real, k=K, subsample=PR_SUBSAMPLE, seed=
 # ---------------------------------------------------------------- command line
 
 def _generate(run_dir, num, seed):
-    """``num`` images from a run's latest checkpoint, z ~ N(0, 1) seeded, in the run's batch size
-    (the legacy preset normalises with batch statistics at sampling, so batch size matters)."""
-    from genmnist import rundir
-    from genmnist.images import to_uint8
-    from genmnist.models import Z_DIM
+    """``num`` images from a run's latest checkpoint, exactly as ``genmnist.sample`` draws them."""
+    from genmnist import rundir, sample
 
     generator, preset = rundir.load_generator(run_dir)
-    batch = int(rundir.read_config(run_dir).get("batch_size", 128))
-    z = np.random.default_rng(seed).standard_normal((num, Z_DIM)).astype(np.float32)
-    return np.concatenate([to_uint8(generator(z[i:i + batch], training=False), preset.pixel_range)
-                           for i in range(0, num, batch)])
+    return sample.generate(generator, preset, num, seed)
 
 
 def _read_npz(path):
@@ -263,13 +258,13 @@ def _table(samples, reference, k):
 def main(argv=None, classifier=None):
     """``classifier`` may be injected (tests); otherwise the cached one is loaded or trained."""
     args = parse_args(argv)
-    import genmnist  # noqa: F401  (sets the TF log level before TensorFlow loads)
     from genmnist.classifier import get_classifier
     from genmnist.data import load_mnist
 
     with exit_on_user_error("python -m genmnist.evaluate"):
         log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (stdout stays clean for --json)
         images, source = load_samples(args.samples, args.num, args.seed)
+        check_images(images, 1)  # dtype/shape/empty before the classifier, which may need training
         train, test = load_mnist(args.data_dir, "train"), load_mnist(args.data_dir, "test")
         if classifier is None:
             classifier = get_classifier(args.data_dir, args.cache_dir, log, train=train, test=test)

@@ -1,9 +1,14 @@
 """GAN losses, each defined once with its discriminator and generator sides.
 
-Every loss takes the discriminator's raw outputs (logits for the sigmoid
-losses, critic scores for the others) on a real and a fake batch and returns
-``(d_loss, g_loss)``.  ``D(x) = sigmoid(logit)`` below.
+Every loss takes the discriminator's raw outputs on a real and a fake batch
+and returns ``(d_loss, g_loss)``.  For the sigmoid losses the raw output is a
+logit and ``D(x) = sigmoid(logit)``; the critic losses (``lsgan``, ``wgan``,
+``wgan-gp``, ``hinge``) use the raw score and never pass it through a
+sigmoid.  :class:`Loss` records which is which, plus the schedule each loss
+expects (critic steps per G step, weight clipping, gradient penalty).
 """
+
+import dataclasses
 
 import tensorflow as tf
 
@@ -12,49 +17,112 @@ def _mean(x):
     return tf.reduce_mean(x)
 
 
-def legacy_raw_log(real_logits, fake_logits):
+def _bce(logits, label):
+    """-log sigmoid(l) for label 1, -log(1 - sigmoid(l)) for label 0, computed stably."""
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits)
+
+
+def legacy_raw_log(real, fake):
     """The legacy code's losses, written with raw logs of the sigmoid output.
 
     d = -mean(log D(x) + log(1 - D(G(z)))),  g = -mean(log D(G(z))).
     Kept bit-for-bit for parity: both become Inf/NaN once D saturates to
     exactly 0 or 1 in float32, which is why ``nonsaturating`` exists.
     """
-    d_real, d_fake = tf.sigmoid(real_logits), tf.sigmoid(fake_logits)
+    d_real, d_fake = tf.sigmoid(real), tf.sigmoid(fake)
     d_loss = -_mean(tf.math.log(d_real) + tf.math.log(1.0 - d_fake))
     g_loss = -_mean(tf.math.log(d_fake))
     return d_loss, g_loss
 
 
-def _bce(logits, label):
-    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits)
+def minimax(real, fake):
+    """Goodfellow et al.'s game: d = -V(D, G) = -mean(log D(x)) - mean(log(1 - D(G(z)))), g = mean(log(1 - D(G(z)))).
 
-
-def minimax(real_logits, fake_logits):
-    """Goodfellow et al.'s original game: d = -V(D, G), g = mean(log(1 - D(G(z)))).
-
-    The generator side saturates: when D confidently rejects fakes the gradient
-    of log(1 - D) vanishes.  Computed from logits (log(1 - D) = -softplus(l)).
+    G minimises V directly; its gradient vanishes when D confidently rejects
+    fakes (log(1 - D) saturates), which is what stalls early training.
     """
-    d_loss = _mean(_bce(real_logits, 1.0)) + _mean(_bce(fake_logits, 0.0))
-    g_loss = -_mean(_bce(fake_logits, 0.0))
+    d_loss = _mean(_bce(real, 1.0)) + _mean(_bce(fake, 0.0))
+    g_loss = -_mean(_bce(fake, 0.0))
     return d_loss, g_loss
 
 
-def nonsaturating(real_logits, fake_logits):
-    """Same D as minimax; G maximises log D(G(z)) instead: g = -mean(log D(G(z))).
+def nonsaturating(real, fake):
+    """Same D as minimax; G maximises log D(G(z)): g = -mean(log D(G(z))).
 
     The legacy losses in a numerically stable form (sigmoid cross-entropy on logits).
     """
-    d_loss = _mean(_bce(real_logits, 1.0)) + _mean(_bce(fake_logits, 0.0))
-    g_loss = _mean(_bce(fake_logits, 1.0))
+    d_loss = _mean(_bce(real, 1.0)) + _mean(_bce(fake, 0.0))
+    g_loss = _mean(_bce(fake, 1.0))
     return d_loss, g_loss
 
 
+def lsgan(real, fake):
+    """Least squares (Mao et al.): d = (mean((D(x) - 1)^2) + mean(D(G(z))^2)) / 2, g = mean((D(G(z)) - 1)^2) / 2."""
+    d_loss = 0.5 * (_mean(tf.square(real - 1.0)) + _mean(tf.square(fake)))
+    g_loss = 0.5 * _mean(tf.square(fake - 1.0))
+    return d_loss, g_loss
+
+
+def wasserstein(real, fake):
+    """WGAN (Arjovsky et al.): d = mean(D(G(z))) - mean(D(x)), g = -mean(D(G(z))).
+
+    D is a critic estimating the Wasserstein-1 distance; it must be kept
+    1-Lipschitz by weight clipping (``wgan``) or a gradient penalty (``wgan-gp``).
+    """
+    return _mean(fake) - _mean(real), -_mean(fake)
+
+
+def hinge(real, fake):
+    """Hinge (Lim & Ye; Miyato et al.): d = mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))), g = -mean(D(G(z)))."""
+    d_loss = _mean(tf.nn.relu(1.0 - real)) + _mean(tf.nn.relu(1.0 + fake))
+    return d_loss, -_mean(fake)
+
+
+def legacy_wasserstein(real, fake):
+    """The legacy WGANModel's sign convention: d = mean(D(x)) - mean(D(G(z))), g = mean(D(G(z)))."""
+    return _mean(real) - _mean(fake), _mean(fake)
+
+
+def gradient_penalty(critic, real, fake, u, norm_axes):
+    """WGAN-GP (Gulrajani et al.): mean((||grad_x D(x_hat)|| - 1)^2), x_hat = x + u (G(z) - x).
+
+    The correct form draws ``u`` per example ([b, 1, 1, 1]) and takes the norm
+    over all image axes (1, 2, 3).  The legacy model drew ``u`` per element and
+    took the norm over axis 1 only; pass those to reproduce it.
+    """
+    x_hat = real + u * (fake - real)
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        scores = critic(x_hat, training=True)
+    grads = tape.gradient(scores, x_hat)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=norm_axes))
+    return _mean(tf.square(norms - 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    fn: callable
+    sigmoid: bool                # D's raw output is a logit (report sigmoid(D) as D(x))
+    n_critic: int = 1            # critic steps per generator step
+    clip: float = 0.0            # clip D's weights to [-clip, clip] after each D step (0: off)
+    gp_weight: float = 0.0       # gradient penalty weight (0: off)
+
+    def __call__(self, real, fake):
+        return self.fn(real, fake)
+
+
 LOSSES = {
-    "legacy": legacy_raw_log,
-    "minimax": minimax,
-    "nonsaturating": nonsaturating,
+    "legacy": Loss(legacy_raw_log, sigmoid=True),
+    "minimax": Loss(minimax, sigmoid=True),
+    "nonsaturating": Loss(nonsaturating, sigmoid=True),
+    "lsgan": Loss(lsgan, sigmoid=False),
+    "wgan": Loss(wasserstein, sigmoid=False, n_critic=5, clip=0.01),
+    "wgan-gp": Loss(wasserstein, sigmoid=False, n_critic=5, gp_weight=10.0),
+    "hinge": Loss(hinge, sigmoid=False),
+    "legacy-wgan-gp": Loss(legacy_wasserstein, sigmoid=False, n_critic=5, gp_weight=10.0),
 }
+
+USER_LOSSES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge")
 
 
 def get(name):

@@ -97,23 +97,67 @@ def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="movi
     return keras.Model(z, images, name="generator")
 
 
-def build_discriminator():
-    """images [b, 28, 28, 1] -> logits [b, 1]: the legacy 4-layer average-pooled net.
+def _maybe_spectral(layer, spectral_norm):
+    """Wrap in spectral normalisation (Miyato et al.) under the layer's own name, so lookups by name still work."""
+    if not spectral_norm:
+        return layer
+    name = layer.name
+    layer.name = name + "_inner"
+    return keras.layers.SpectralNormalization(layer, name=name)
 
-    The sigmoid probability the legacy code returned beside the logit is
-    ``tf.sigmoid(logits)``; losses take logits so they can be computed stably.
+
+def build_discriminator(spectral_norm=False):
+    """images [b, 28, 28, 1] -> one raw score per image [b, 1]: the legacy 4-layer average-pooled net.
+
+    The score is a logit for the sigmoid losses (the legacy code's probability
+    is ``tf.sigmoid(score)``, applied by the loss, never by the model) and a
+    critic value for the Wasserstein/hinge/least-squares losses.
     """
     images = keras.Input(IMAGE_SHAPE, name="images")
-    x = keras.layers.Conv2D(32, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
-                            name="d_1")(images)
+    sn = lambda layer: _maybe_spectral(layer, spectral_norm)  # noqa: E731
+    x = sn(keras.layers.Conv2D(32, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
+                               name="d_1"))(images)
     x = keras.layers.AveragePooling2D(2, 2, padding="same")(x)
-    x = keras.layers.Conv2D(64, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
-                            name="d_2")(x)
+    x = sn(keras.layers.Conv2D(64, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
+                               name="d_2"))(x)
     x = keras.layers.AveragePooling2D(2, 2, padding="same")(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(1024, activation="relu", kernel_initializer=_legacy_init(), name="d_3")(x)
-    logits = keras.layers.Dense(1, kernel_initializer=_legacy_init(), name="d_4")(x)
-    return keras.Model(images, logits, name="discriminator")
+    x = sn(keras.layers.Dense(1024, activation="relu", kernel_initializer=_legacy_init(), name="d_3"))(x)
+    scores = sn(keras.layers.Dense(1, kernel_initializer=_legacy_init(), name="d_4"))(x)
+    return keras.Model(images, scores, name="discriminator")
+
+
+def _wgan_init():
+    """The legacy WGANModel's initialisers: Xavier-uniform weights, biases 0.1."""
+    return {"kernel_initializer": keras.initializers.GlorotUniform(),
+            "bias_initializer": keras.initializers.Constant(0.1)}
+
+
+def build_wgan_generator(z_dim=Z_DIM):
+    """z -> images in (0, 1): the legacy WGANModel generator (no batch norm, sigmoid output)."""
+    z = keras.Input((z_dim,), name="z")
+    x = keras.layers.Dense(1024, activation="relu", name="g_1", **_wgan_init())(z)
+    x = keras.layers.Dense(7 * 7 * 128, activation="relu", name="g_2", **_wgan_init())(x)
+    x = keras.layers.Reshape((7, 7, 128))(x)
+    x = keras.layers.Conv2DTranspose(64, 5, strides=2, padding="same", activation="relu", name="g_3",
+                                     **_wgan_init())(x)
+    x = keras.layers.Conv2DTranspose(32, 5, strides=2, padding="same", activation="relu", name="g_4",
+                                     **_wgan_init())(x)
+    images = keras.layers.Conv2D(1, 1, padding="same", activation="sigmoid", name="g_5", **_wgan_init())(x)
+    return keras.Model(z, images, name="wgan_generator")
+
+
+def build_wgan_critic(spectral_norm=False):
+    """images -> critic score [b, 1]: the legacy WGANModel critic (strided convs, leaky ReLU 0.2, no sigmoid)."""
+    sn = lambda layer: _maybe_spectral(layer, spectral_norm)  # noqa: E731
+    lrelu = lambda t: keras.layers.LeakyReLU(0.2)(t)  # noqa: E731
+    images = keras.Input(IMAGE_SHAPE, name="images")
+    x = lrelu(sn(keras.layers.Conv2D(64, 5, strides=2, padding="same", name="d_1", **_wgan_init()))(images))
+    x = lrelu(sn(keras.layers.Conv2D(128, 5, strides=2, padding="same", name="d_2", **_wgan_init()))(x))
+    x = keras.layers.Flatten()(x)
+    x = lrelu(sn(keras.layers.Dense(1024, name="d_3", **_wgan_init()))(x))
+    scores = sn(keras.layers.Dense(1, name="d_4", **_wgan_init()))(x)
+    return keras.Model(images, scores, name="wgan_critic")
 
 
 def legacy_variables(generator, discriminator):
@@ -130,6 +174,7 @@ def legacy_variables(generator, discriminator):
         table[f"bn{i}/moving_variance"] = layer.moving_variance
     for i in range(1, 5):
         layer = discriminator.get_layer(f"d_{i}")
+        layer = getattr(layer, "layer", layer)  # the layer inside a SpectralNormalization wrapper
         table[f"discriminator/d_w{i}"] = layer.kernel
         table[f"discriminator/d_b{i}"] = layer.bias
     return table

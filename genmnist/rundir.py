@@ -17,7 +17,7 @@ import os
 import tensorflow as tf
 
 from genmnist.errors import UserError
-from genmnist.models import build_generator, build_discriminator
+from genmnist.models import build_discriminator, build_generator, build_wgan_critic, build_wgan_generator
 from genmnist.presets import Preset
 
 CONFIG = "config.json"
@@ -51,10 +51,13 @@ def read_config(run_dir):
 
 
 def build_models(preset):
+    """(generator, discriminator) for the preset's model, batch norm and spectral norm settings."""
+    if preset.model == "wgan":
+        return build_wgan_generator(), build_wgan_critic(preset.spectral_norm)
     generator = build_generator(update_moving_stats=preset.update_moving_stats,
                                 inference_stats=preset.inference_stats,
                                 bn_momentum=preset.bn_momentum)
-    return generator, build_discriminator()
+    return generator, build_discriminator(preset.spectral_norm)
 
 
 def checkpoint_manager(run_dir, max_to_keep=3, **trackables):

@@ -24,7 +24,8 @@ from genmnist.data import batches, load_mnist
 from genmnist.errors import UserError, exit_on_user_error
 from genmnist.export import export_generator
 from genmnist.models import Z_DIM
-from genmnist.presets import PRESETS
+from genmnist.losses import USER_LOSSES
+from genmnist.presets import MODELS, PRESETS, get_preset
 from genmnist.training import GANTrainer
 
 NUM_SAMPLES = 64  # the fixed-noise grid is 8x8
@@ -37,9 +38,10 @@ def is_milestone(iteration):
     return iteration % 10 ** int(math.log10(iteration)) == 0
 
 
-def noise(batch_size, seed, batch_index):
-    """z ~ N(0, 1) for one batch, keyed by (seed, batch index) so runs are replayable."""
-    return tf.random.stateless_normal([batch_size, Z_DIM], seed=[seed, batch_index])
+def noise(batch_size, seed, batch_index, n_critic=None):
+    """z ~ N(0, 1) for one batch ([n_critic, b, z] when given), keyed by (seed, batch index) so runs replay."""
+    shape = [batch_size, Z_DIM] if n_critic is None else [n_critic, batch_size, Z_DIM]
+    return tf.random.stateless_normal(shape, seed=[seed, batch_index])
 
 
 def parse_args(argv=None):
@@ -53,6 +55,20 @@ def parse_args(argv=None):
                    help="'legacy' reproduces the legacy code, bugs included (pixels in [0, 1], raw-log "
                         "losses, untrained batch-norm offsets, batch statistics at sampling); 'default' "
                         "fixes them (see README)")
+    p.add_argument("--model", choices=sorted(MODELS), default="dcgan",
+                   help="'dcgan': the legacy GANModel (batch-norm generator, average-pooled D); 'wgan': the "
+                        "legacy WGANModel (sigmoid generator, strided leaky-ReLU critic), trained as WGAN-GP")
+    p.add_argument("--loss", choices=USER_LOSSES, default=None,
+                   help="GAN loss (default: the preset's; dcgan legacy: raw-log, dcgan default: nonsaturating, "
+                        "wgan: wgan-gp). wgan/wgan-gp bring 5 critic steps per G step, wgan brings --clip 0.01, "
+                        "wgan-gp a penalty of 10; the critic losses use D's raw score, never a sigmoid")
+    p.add_argument("--n-critic", type=int, default=None, help="D steps per G step (default: the loss's)")
+    p.add_argument("--clip", type=float, default=None,
+                   help="WGAN weight clipping bound (default: 0.01 with --loss wgan, else off)")
+    p.add_argument("--gp-weight", type=float, default=None,
+                   help="WGAN-GP gradient penalty weight (default: 10 with --loss wgan-gp, else off)")
+    p.add_argument("--spectral-norm", action="store_true",
+                   help="spectral normalisation on every discriminator layer")
     p.add_argument("--steps", type=int, default=10000,
                    help="training iterations (one D and one G update each), after the D-only warm-up; "
                         "the legacy script's length is 10000")
@@ -78,8 +94,8 @@ def parse_args(argv=None):
                    help="also write a sample grid every N iterations (0: only at the legacy milestones)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
     args = p.parse_args(argv)
-    for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
-        if getattr(args, name) <= 0:
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every", "n_critic"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.resume and not args.out:
         p.error("--resume needs --out RUN_DIR")
@@ -97,7 +113,12 @@ def _run_config(args):
         return config
     if os.path.isdir(rundir.path(args.out, rundir.CHECKPOINTS)):
         raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
-    preset = PRESETS[args.preset].replace(learning_rate=args.learning_rate, beta1=args.beta1)
+    preset = get_preset(args.model, args.preset)
+    if args.loss:
+        preset = preset.with_loss(args.loss)
+    preset = preset.replace(learning_rate=args.learning_rate, beta1=args.beta1, n_critic=args.n_critic,
+                            clip=args.clip, gp_weight=args.gp_weight,
+                            spectral_norm=args.spectral_norm or None)
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
@@ -138,15 +159,24 @@ def train(args):
     config = _run_config(args)
     run_dir = args.out
     preset, seed, batch_size = config["preset"], config["seed"], config["batch_size"]
+    if preset.gp_weight:
+        # The penalty's double backprop sums gradient contributions in an order that
+        # depends on TF's inter-op thread scheduling; one inter-op thread makes the
+        # run repeatable (measured: two same-seed WGAN-GP runs differed without it).
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TF already running in this process (e.g. called from Python)
+            print("note: TensorFlow is already initialised; this WGAN-GP run may not be bit-repeatable",
+                  file=sys.stderr)
     keras.utils.set_random_seed(seed)
 
     data = load_mnist(config["data_dir"], "train").images
     generator, discriminator = rundir.build_models(preset)
-    trainer = GANTrainer(generator, discriminator, preset)
+    trainer = GANTrainer(generator, discriminator, preset, seed=seed)
     step = tf.Variable(0, dtype=tf.int64, name="step")
     manager = rundir.checkpoint_manager(
         run_dir, generator=generator, discriminator=discriminator, g_optimizer=trainer.g_optimizer,
-        d_optimizer=trainer.d_optimizer, step=step)
+        d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step)
     if args.resume:
         if manager.latest_checkpoint is None:
             raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
@@ -160,7 +190,7 @@ def train(args):
         return 0
     first_batch = 0 if start == 0 else preset.warmup_d_steps + start
     reals = batches(data, batch_size, preset.pixel_range, seed, first_batch)
-    zs = tf.data.Dataset.range(first_batch, 2**62).map(lambda k: noise(batch_size, seed, k))
+    zs = tf.data.Dataset.range(first_batch, 2**62).map(lambda k: noise(batch_size, seed, k, preset.n_critic))
     stream = iter(tf.data.Dataset.zip(reals, zs).prefetch(2))
     fixed_z = noise(NUM_SAMPLES, seed, -1)
     writer = tf.summary.create_file_writer(rundir.path(run_dir, rundir.LOGS))
@@ -184,7 +214,8 @@ def train(args):
           f"steps {start}..{total}, seed {seed}", file=sys.stderr)
     if start == 0:
         for _ in range(preset.warmup_d_steps):
-            trainer.discriminator_step(*next(stream))
+            real, z = next(stream)
+            trainer.discriminator_step(real, z[0])
     progress = Progress(total, start)
     metrics = None
     try:

@@ -53,7 +53,7 @@ def test_generator_step_uses_the_updated_discriminator():
     other, _, _, _ = _setup("legacy")
     other.discriminator_step(real, z)
     fake_logits = other.discriminator(other.generator(z, training=True), training=True)
-    _, g_loss = other.loss_fn(fake_logits, fake_logits)
+    _, g_loss = other.loss(fake_logits, fake_logits)
     np.testing.assert_allclose(float(metrics["g_loss"]), float(g_loss), rtol=1e-5)
 
 

@@ -1,0 +1,157 @@
+"""Quality benchmark: presets x seeds x step budgets on real MNIST, scored with genmnist.evaluate.
+
+    python bench/quality.py --data-dir ../shared/data/mnist --presets legacy default \
+        --seeds 0 --budgets 500 1000 2000
+
+Each (preset, seed) is trained once with ``python -m genmnist.train`` up to the
+first budget, evaluated, then resumed (exact: see genmnist.train) to the next
+budget, and so on.  Each evaluation draws ``--num`` samples (``genmnist.sample``)
+with the generator's batch norm in its preset's mode and, for batch-norm
+models, also in the other mode, so the choice of sampling mode is measured too.
+Writes ``bench/results/quality.{json,md}``, the final grids, and a plot of
+each metric against step and against wall time.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from genmnist import evaluate, images, rundir, sample  # noqa: E402
+from genmnist.classifier import get_classifier  # noqa: E402
+from genmnist.data import load_mnist  # noqa: E402
+from genmnist.models import BatchNorm  # noqa: E402
+
+METRICS = ("classifier_score", "frechet_distance", "precision", "recall", "class_kl_uniform", "classes_covered")
+
+
+def train(run_dir, preset, seed, steps, data_dir, extra):
+    cmd = [sys.executable, "-m", "genmnist.train", "--preset", preset, "--seed", str(seed),
+           "--steps", str(steps), "--out", run_dir, "--data-dir", data_dir, "--log-every", "100",
+           "--checkpoint-every", "1000000", "--no-export", *extra]
+    if os.path.isdir(os.path.join(run_dir, "checkpoints")):
+        cmd.append("--resume")
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def evaluate_run(run_dir, classifier, real, num, seed):
+    """Metrics per batch-norm sampling mode ('preset' = the preset's own mode)."""
+    generator, preset = rundir.load_generator(run_dir)
+    layers = [l for l in generator.layers if isinstance(l, BatchNorm)]
+    modes = {"preset": preset.inference_stats}
+    if layers:
+        other = "batch" if preset.inference_stats == "moving" else "moving"
+        modes[other] = other
+    results = {}
+    for label, mode in modes.items():
+        for layer in layers:
+            layer.inference_stats = mode
+        pixels = sample.generate(generator, preset, num, seed)
+        results[label if label == "preset" else f"bn-{mode}"] = evaluate.evaluate_images(pixels, classifier, real)
+        if label == "preset":
+            preset_pixels = pixels
+    return results, preset_pixels
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    p.add_argument("--presets", nargs="+", default=["legacy", "default"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--budgets", nargs="+", type=int, default=[500, 1000, 2000])
+    p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
+    p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench-quality"))
+    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--extra", default="", help="extra genmnist.train flags for every run, e.g. '--loss hinge'")
+    p.add_argument("--tag", default="quality", help="results file name stem")
+    args = p.parse_args()
+
+    classifier = get_classifier(args.data_dir)
+    real = evaluate.prepare_real(classifier, load_mnist(args.data_dir, "test").images)
+    ceiling = evaluate.evaluate_images(load_mnist(args.data_dir, "train").images[:args.num], classifier, real)
+    rows = []
+    os.makedirs(args.results, exist_ok=True)
+    for preset in args.presets:
+        for seed in args.seeds:
+            run_dir = os.path.join(args.runs, f"{args.tag}-{preset}-seed{seed}")
+            wall = 0.0
+            for budget in sorted(args.budgets):
+                wall += train(run_dir, preset, seed, budget, args.data_dir, args.extra.split())
+                results, pixels = evaluate_run(run_dir, classifier, real, args.num, seed)
+                for mode, metrics in results.items():
+                    row = {"preset": preset, "seed": seed, "steps": budget, "sampling": mode,
+                           "train_seconds": round(wall, 1), **{k: metrics[k] for k in METRICS}}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                images.write_png(os.path.join(args.results, f"{args.tag}-{preset}-seed{seed}-{budget}.png"),
+                                 images.grid(pixels[:64]))
+    write_results(args, rows, ceiling)
+
+
+def _summary(rows):
+    """mean and spread (min..max over seeds) per (preset, sampling, steps)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["preset"], r["sampling"], r["steps"]), []).append(r)
+    out = []
+    for (preset, sampling, steps), group in sorted(groups.items()):
+        entry = {"preset": preset, "sampling": sampling, "steps": steps, "seeds": len(group)}
+        for k in METRICS + ("train_seconds",):
+            values = np.array([g[k] for g in group], float)
+            entry[k] = (values.mean(), values.min(), values.max())
+        out.append(entry)
+    return out
+
+
+def write_results(args, rows, ceiling):
+    command = "python " + " ".join(sys.argv)
+    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+    with open(os.path.join(args.results, f"{args.tag}.json"), "w") as f:
+        json.dump({"command": command, "machine": machine, "rows": rows,
+                   "real_vs_real": {k: ceiling[k] for k in METRICS}}, f, indent=1)
+    fmt = lambda m: f"{m[0]:.3f}" if m[1] == m[2] else f"{m[0]:.3f} ({m[1]:.3f}..{m[2]:.3f})"  # noqa: E731
+    lines = [f"# Quality benchmark ({args.tag})", "", f"Command: `{command}`  ", f"Machine: {machine}  ",
+             f"Samples per evaluation: {args.num}; values are mean (min..max over seeds).", "",
+             "| preset | sampling BN | steps | seeds | " + " | ".join(METRICS) + " | train s |",
+             "|" + "---|" * (len(METRICS) + 5)]
+    for e in _summary(rows):
+        lines.append(f"| {e['preset']} | {e['sampling']} | {e['steps']} | {e['seeds']} | "
+                     + " | ".join(fmt(e[k]) for k in METRICS) + f" | {e['train_seconds'][0]:.0f} |")
+    lines.append("| real vs real | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | |")
+    with open(os.path.join(args.results, f"{args.tag}.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(args, rows)
+
+
+def plot(args, rows):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for row, (x_key, x_label) in enumerate((("steps", "training steps"), ("train_seconds", "training wall time (s)"))):
+        for ax, metric in zip(axes[row], ("classifier_score", "frechet_distance", "classes_covered")):
+            for preset in args.presets:
+                series = [e for e in _summary(rows) if e["preset"] == preset and e["sampling"] == "preset"]
+                xs = [e[x_key][0] if x_key == "train_seconds" else e[x_key] for e in series]
+                ax.plot(xs, [e[metric][0] for e in series], "o-", label=preset)
+            ax.set_title(metric)
+            ax.set_xlabel(x_label)
+    axes[0, 0].legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.results, f"{args.tag}.png"), dpi=80)
+
+
+if __name__ == "__main__":
+    main()
