@@ -35,23 +35,25 @@ def legacy_raw_log(real, fake):
     return d_loss, g_loss
 
 
-def minimax(real, fake):
+def minimax(real, fake, real_label=1.0):
     """Goodfellow et al.'s game: d = -V(D, G) = -mean(log D(x)) - mean(log(1 - D(G(z)))), g = mean(log(1 - D(G(z)))).
 
     G minimises V directly; its gradient vanishes when D confidently rejects
     fakes (log(1 - D) saturates), which is what stalls early training.
+    ``real_label < 1`` is one-sided label smoothing (Salimans et al. 2016).
     """
-    d_loss = _mean(_bce(real, 1.0)) + _mean(_bce(fake, 0.0))
+    d_loss = _mean(_bce(real, real_label)) + _mean(_bce(fake, 0.0))
     g_loss = -_mean(_bce(fake, 0.0))
     return d_loss, g_loss
 
 
-def nonsaturating(real, fake):
+def nonsaturating(real, fake, real_label=1.0):
     """Same D as minimax; G maximises log D(G(z)): g = -mean(log D(G(z))).
 
     The legacy losses in a numerically stable form (sigmoid cross-entropy on logits).
+    ``real_label < 1`` is one-sided label smoothing.
     """
-    d_loss = _mean(_bce(real, 1.0)) + _mean(_bce(fake, 0.0))
+    d_loss = _mean(_bce(real, real_label)) + _mean(_bce(fake, 0.0))
     g_loss = _mean(_bce(fake, 1.0))
     return d_loss, g_loss
 
@@ -107,8 +109,8 @@ class Loss:
     clip: float = 0.0            # clip D's weights to [-clip, clip] after each D step (0: off)
     gp_weight: float = 0.0       # gradient penalty weight (0: off)
 
-    def __call__(self, real, fake):
-        return self.fn(real, fake)
+    def __call__(self, real, fake, **options):
+        return self.fn(real, fake, **options)
 
 
 LOSSES = {

@@ -49,15 +49,15 @@ class BatchNorm(keras.layers.Layer):
     def build(self, input_shape):
         channels = (input_shape[-1],)
         self.beta = self.add_weight(name="beta", shape=channels, initializer="zeros")
+        # Every replica computes the same (synchronised) statistics, so "mean" aggregation is exact.
         self.moving_mean = self.add_weight(
-            name="moving_mean", shape=channels, initializer="zeros", trainable=False)
+            name="moving_mean", shape=channels, initializer="zeros", trainable=False, aggregation="mean")
         self.moving_variance = self.add_weight(
-            name="moving_variance", shape=channels, initializer="ones", trainable=False)
+            name="moving_variance", shape=channels, initializer="ones", trainable=False, aggregation="mean")
 
     def call(self, x, training=False):
         if training or self.inference_stats == "batch":
-            axes = list(range(len(x.shape) - 1))
-            mean, variance = tf.nn.moments(x, axes)
+            mean, variance = _moments(x)
             if training and self.update_moving_stats:
                 decay = self.momentum
                 self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
@@ -70,6 +70,24 @@ class BatchNorm(keras.layers.Layer):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
                 "update_moving_stats": self.update_moving_stats,
                 "inference_stats": self.inference_stats}
+
+
+def _moments(x):
+    """Mean and (biased) variance over every axis but the last, over the global batch.
+
+    On one device this is ``tf.nn.moments``.  Under a multi-replica strategy the
+    sums are all-reduced (synchronised batch norm), so a batch split across
+    replicas is normalised exactly as the whole batch would be on one device.
+    """
+    axes = list(range(len(x.shape) - 1))
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tf.nn.moments(x, axes)
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+    total, total_sq, count = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, [tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count])
+    mean = total / count
+    return mean, tf.maximum(total_sq / count - tf.square(mean), 0.0)
 
 
 def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="moving",

@@ -30,6 +30,8 @@ class Preset:
     gp_weight: float = 0.0              # WGAN-GP penalty weight (0: off)
     legacy_gradient_penalty: bool = False  # legacy: u per element, norm over axis 1 only
     spectral_norm: bool = False         # spectral normalisation on D's layers
+    label_smoothing: float = 0.0        # D's target for real images is 1 - this (sigmoid losses)
+    ema_decay: float = 0.0              # sample from an exponential moving average of G's weights (0: off)
 
     def with_loss(self, name):
         """Switch the loss and take that loss's usual schedule (critic steps, clipping, penalty)."""

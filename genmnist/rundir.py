@@ -71,11 +71,12 @@ def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
 
 
 def load_generator(run_dir):
-    """The generator of a run's latest checkpoint, and the run's preset."""
+    """The generator a run samples from (its weight average when it keeps one) at the latest checkpoint, and the preset."""
     config = read_config(run_dir)
     preset = config["preset"]
     generator, _ = build_models(preset)
-    manager = checkpoint_manager(run_dir, generator=generator)
+    name = "ema_generator" if preset.ema_decay else "generator"
+    manager = checkpoint_manager(run_dir, **{name: generator})
     if manager.latest_checkpoint is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it first")
     manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()

@@ -8,15 +8,18 @@ and the step counter.
 """
 
 import argparse
+import csv
 import datetime
 import math
 import os
 import platform
 import signal
 import sys
+import tempfile
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from genmnist import images, rundir
@@ -40,7 +43,7 @@ def is_milestone(iteration):
 
 def noise(batch_size, seed, batch_index, n_critic=None):
     """z ~ N(0, 1) for one batch ([n_critic, b, z] when given), keyed by (seed, batch index) so runs replay."""
-    shape = [batch_size, Z_DIM] if n_critic is None else [n_critic, batch_size, Z_DIM]
+    shape = [batch_size, Z_DIM] if n_critic is None else [batch_size, n_critic, Z_DIM]
     return tf.random.stateless_normal(shape, seed=[seed, batch_index])
 
 
@@ -69,6 +72,14 @@ def parse_args(argv=None):
                    help="WGAN-GP gradient penalty weight (default: 10 with --loss wgan-gp, else off)")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
+    p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None,
+                   help="what real pixels are scaled to (default: the preset's; legacy 0,1, default -1,1)")
+    p.add_argument("--label-smoothing", type=float, default=None,
+                   help="one-sided label smoothing: D's target for real images is 1 - this "
+                        "(minimax/nonsaturating losses; default: the preset's)")
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="sample and export from an exponential moving average of G's weights with this "
+                        "decay, e.g. 0.999 (0: off; default: the preset's)")
     p.add_argument("--steps", type=int, default=10000,
                    help="training iterations (one D and one G update each), after the D-only warm-up; "
                         "the legacy script's length is 10000")
@@ -92,9 +103,20 @@ def parse_args(argv=None):
                    help="iterations between progress lines and TensorBoard scalars (also the NaN check)")
     p.add_argument("--sample-every", type=int, default=0,
                    help="also write a sample grid every N iterations (0: only at the legacy milestones)")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                   help="tf.distribute strategy: 'mirrored' splits each batch across this machine's GPUs "
+                        "(or --logical-cpus CPU devices); 'multiworker' across the machines named in TF_CONFIG. "
+                        "Batch norm statistics are synchronised, so results match one device")
+    p.add_argument("--logical-cpus", type=int, default=0,
+                   help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="every N iterations, score --eval-num samples with genmnist.evaluate (classifier "
+                        "score, Frechet distance, class coverage, precision/recall) into TensorBoard and "
+                        "RUN/eval.csv; the first use trains and caches the MNIST classifier (minutes)")
+    p.add_argument("--eval-num", type=int, default=2000, help="samples per evaluation (at least 129)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
     args = p.parse_args(argv)
-    for name in ("steps", "batch_size", "checkpoint_every", "log_every", "n_critic"):
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every", "n_critic", "eval_num"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.resume and not args.out:
@@ -118,7 +140,9 @@ def _run_config(args):
         preset = preset.with_loss(args.loss)
     preset = preset.replace(learning_rate=args.learning_rate, beta1=args.beta1, n_critic=args.n_critic,
                             clip=args.clip, gp_weight=args.gp_weight,
-                            spectral_norm=args.spectral_norm or None)
+                            spectral_norm=args.spectral_norm or None,
+                            label_smoothing=args.label_smoothing, ema_decay=args.ema,
+                            pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range else None)
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
@@ -171,17 +195,27 @@ def train(args):
     keras.utils.set_random_seed(seed)
 
     data = load_mnist(config["data_dir"], "train").images
-    generator, discriminator = rundir.build_models(preset)
-    trainer = GANTrainer(generator, discriminator, preset, seed=seed)
+    strategy = make_strategy(args.strategy)
+    with strategy.scope():
+        generator, discriminator = rundir.build_models(preset)
+    try:
+        trainer = GANTrainer(generator, discriminator, preset, seed=seed, strategy=strategy)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    chief = is_chief(strategy)
     step = tf.Variable(0, dtype=tf.int64, name="step")
+    extra = {"ema_generator": trainer.sampler} if preset.ema_decay else {}
+    # Every multi-worker replica must take part in saving; only the chief's copy is kept.
+    checkpoint_dir = run_dir if chief else tempfile.mkdtemp(prefix="genmnist-worker-")
     manager = rundir.checkpoint_manager(
-        run_dir, generator=generator, discriminator=discriminator, g_optimizer=trainer.g_optimizer,
-        d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step)
+        checkpoint_dir, generator=generator, discriminator=discriminator, g_optimizer=trainer.g_optimizer,
+        d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step, **extra)
     if args.resume:
         if manager.latest_checkpoint is None:
             raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
         manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    rundir.write_config(run_dir, {**config, "preset": preset.to_dict()})
+    if chief:
+        rundir.write_config(run_dir, {**config, "preset": preset.to_dict()})
 
     start = int(step.numpy())
     total = config["steps"]
@@ -191,18 +225,23 @@ def train(args):
     first_batch = 0 if start == 0 else preset.warmup_d_steps + start
     reals = batches(data, batch_size, preset.pixel_range, seed, first_batch)
     zs = tf.data.Dataset.range(first_batch, 2**62).map(lambda k: noise(batch_size, seed, k, preset.n_critic))
-    stream = iter(tf.data.Dataset.zip(reals, zs).prefetch(2))
+    stream = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.zip(reals, zs).prefetch(2)))
     fixed_z = noise(NUM_SAMPLES, seed, -1)
-    writer = tf.summary.create_file_writer(rundir.path(run_dir, rundir.LOGS))
+    writer = (tf.summary.create_file_writer(rundir.path(run_dir, rundir.LOGS)) if chief
+              else tf.summary.create_noop_writer())
     samples_dir = rundir.path(run_dir, rundir.SAMPLES)
 
     def save_samples(iteration):
-        pixels = images.to_uint8(generator(fixed_z, training=False), preset.pixel_range)
+        if not chief:
+            return
+        pixels = images.to_uint8(trainer.sampler(fixed_z, training=False), preset.pixel_range)
         picture = images.grid(pixels)
         images.write_png(os.path.join(samples_dir, f"step_{iteration:06d}.png"), picture)
         images.write_gif(images.milestone_pngs(samples_dir), rundir.path(run_dir, "progress.gif"))
         with writer.as_default():
             tf.summary.image("samples", picture[None, :, :, None], step=iteration)
+
+    evaluator = Evaluator(run_dir, config["data_dir"], args.eval_num, seed) if args.eval_every and chief else None
 
     def save_checkpoint(reason):
         if not bool(_all_finite(generator.variables + discriminator.variables)):
@@ -215,7 +254,7 @@ def train(args):
     if start == 0:
         for _ in range(preset.warmup_d_steps):
             real, z = next(stream)
-            trainer.discriminator_step(real, z[0])
+            trainer.discriminator_step(real, z)
     progress = Progress(total, start)
     metrics = None
     try:
@@ -237,6 +276,8 @@ def train(args):
             if is_milestone(iteration) or iteration == total - 1 or (
                     args.sample_every and done % args.sample_every == 0):
                 save_samples(iteration)
+            if evaluator and (done % args.eval_every == 0 or done == total):
+                evaluator(trainer.sampler, preset, done, writer)
             if done % args.checkpoint_every == 0 and done != total:
                 save_checkpoint("periodic")
     except KeyboardInterrupt:
@@ -255,12 +296,72 @@ def train(args):
     progress.close()
     save_checkpoint("final")
     writer.flush()
-    if not args.no_export:
-        export_dir = export_generator(generator, preset, rundir.path(run_dir, rundir.EXPORT))
+    if chief and not args.no_export:
+        export_dir = export_generator(trainer.sampler, preset, rundir.path(run_dir, rundir.EXPORT))
         print(f"exported generator to {export_dir}", file=sys.stderr)
     print(f"done: samples in {samples_dir}, progress.gif, checkpoints in "
           f"{rundir.path(run_dir, rundir.CHECKPOINTS)}", file=sys.stderr)
     return 0
+
+
+class Evaluator:
+    """``--eval-every``: sample quality during training, to TensorBoard (eval/*) and RUN/eval.csv."""
+
+    COLUMNS = ("step", "classifier_score", "frechet_distance", "precision", "recall",
+               "class_kl_uniform", "classes_covered")
+
+    def __init__(self, run_dir, data_dir, num, seed):
+        from genmnist import evaluate
+        from genmnist.classifier import get_classifier
+
+        self.evaluate, self.num, self.seed = evaluate, num, seed
+        self.classifier = get_classifier(data_dir, log=lambda m: print(m, file=sys.stderr))
+        self.evaluate.check_images(np.zeros((num, 28, 28), np.uint8), self.evaluate.min_images(self.classifier),
+                                   what="--eval-num")
+        self.real = evaluate.prepare_real(self.classifier, load_mnist(data_dir, "test").images)
+        self.csv_path = os.path.join(run_dir, "eval.csv")
+
+    def __call__(self, generator, preset, step, writer):
+        from genmnist.sample import generate
+
+        metrics = self.evaluate.evaluate_images(generate(generator, preset, self.num, self.seed),
+                                                self.classifier, self.real)
+        row = {"step": step, **{k: metrics[k] for k in self.COLUMNS[1:]}}
+        with writer.as_default():
+            for name in self.COLUMNS[1:]:
+                tf.summary.scalar(f"eval/{name}", row[name], step=step)
+        new = not os.path.exists(self.csv_path)
+        with open(self.csv_path, "a", newline="") as f:
+            out = csv.DictWriter(f, self.COLUMNS)
+            if new:
+                out.writeheader()
+            out.writerow(row)
+        print(f"\neval at step {step}: " + ", ".join(f"{k} {row[k]:.3f}" for k in self.COLUMNS[1:]),
+              file=sys.stderr)
+
+
+def make_strategy(name):
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Only one process writes samples, logs and the kept checkpoint (task 0 of a multi-worker job)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def split_cpu(count):
+    """Expose the CPU as ``count`` logical devices; must run before TensorFlow starts."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
 
 
 def _sigterm_as_interrupt(signum, frame):
@@ -272,6 +373,8 @@ def main(argv=None):
     if args.out is None:
         args.out = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if args.logical_cpus > 1:
+        split_cpu(args.logical_cpus)
     with exit_on_user_error("genmnist.train"):
         return train(args)
 

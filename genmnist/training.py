@@ -31,19 +31,55 @@ def generator_variables(generator, train_bn_offsets):
 class GANTrainer:
     """Optimizers plus the compiled steps for one (generator, discriminator, preset) triple."""
 
-    def __init__(self, generator, discriminator, preset, seed=0):
+    def __init__(self, generator, discriminator, preset, seed=0, strategy=None):
+        """Build the models under ``strategy.scope()`` first when a strategy is given.
+
+        Under a multi-replica strategy each replica takes a slice of the global
+        batch; losses are divided by the replica count because the optimizer sums
+        gradients across replicas, so the update equals the single-device one.
+        """
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1 and (preset.gp_weight or preset.clip):
+            raise ValueError("weight clipping and the gradient penalty are not supported with "
+                             "multi-replica strategies yet; use --strategy default")
+        self.loss_scale = 1.0 / replicas
         self.generator = generator
         self.discriminator = discriminator
         self.preset = preset
         self.loss = losses.get(preset.loss)
         self.g_variables = generator_variables(generator, preset.train_bn_offsets)
         self.d_variables = list(discriminator.trainable_variables)
-        self.g_optimizer = self._adam(self.g_variables)
-        self.d_optimizer = self._adam(self.d_variables)
-        # Draws the gradient-penalty interpolation weights; checkpointed with the run.
-        self.rng = tf.random.Generator.from_seed(seed)
-        self.discriminator_step = tf.function(self._discriminator_step)
-        self.train_step = tf.function(self._train_step)
+        with self.strategy.scope():
+            self.g_optimizer = self._adam(self.g_variables)
+            self.d_optimizer = self._adam(self.d_variables)
+            # Draws the gradient-penalty interpolation weights; checkpointed with the run.
+            self.rng = tf.random.Generator.from_seed(seed)
+        self.loss_options = {}
+        if preset.label_smoothing:
+            if preset.loss not in ("minimax", "nonsaturating"):
+                raise ValueError("label smoothing applies to the minimax and nonsaturating losses only")
+            self.loss_options["real_label"] = 1.0 - preset.label_smoothing
+        # What samples are drawn from: G itself, or a moving average of its weights.
+        self.sampler = generator
+        if preset.ema_decay:
+            with self.strategy.scope():
+                self.sampler = keras.models.clone_model(generator)
+            self.sampler.set_weights(generator.get_weights())
+        self.discriminator_step = tf.function(lambda real, z: self._on_replicas(self._discriminator_step, real, z))
+        self.train_step = tf.function(self._distributed_train_step)
+
+    def _on_replicas(self, step, real, z):
+        """Run ``step`` on every replica's slice of the batch; average the reported metrics."""
+        per_replica = self.strategy.run(step, args=(real, z))
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in per_replica.items()}
+
+    def _distributed_train_step(self, real, z):
+        metrics = self._on_replicas(self._train_step, real, z)
+        if self.preset.ema_decay:
+            self._update_ema()  # in cross-replica context: one update of the mirrored average
+        return metrics
 
     def _adam(self, variables):
         p = self.preset
@@ -64,10 +100,11 @@ class GANTrainer:
         with tf.GradientTape() as tape:
             real_scores = self.discriminator(real, training=True)
             fake_scores = self.discriminator(fake, training=True)
-            d_loss, _ = self.loss(real_scores, fake_scores)
+            d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
             if self.preset.gp_weight:
                 d_loss += self._penalty(real, fake)
-        grads = tape.gradient(d_loss, self.d_variables)
+            scaled = d_loss * self.loss_scale
+        grads = tape.gradient(scaled, self.d_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         if self.preset.clip:
             for v in self.d_variables:
@@ -78,18 +115,20 @@ class GANTrainer:
                 "d_fake": tf.reduce_mean(report(fake_scores))}, real_scores
 
     def _discriminator_step(self, real, z):
-        """A D-only step (the legacy warm-up)."""
+        """A D-only step (the legacy warm-up); ``z`` as for train_step, its first noise batch used."""
+        if z.shape.rank == 3:
+            z = z[:, 0]
         metrics, _ = self._update_discriminator(real, self.generator(z, training=True))
         return metrics
 
     def _train_step(self, real, z):
         """``n_critic`` D steps on the same real batch, then a G step against the updated D.
 
-        ``z`` is [n_critic, b, z_dim] (or [b, z_dim] when n_critic is 1): one noise
-        batch per D step; the G step reuses the last one, as the legacy code did.
+        ``z`` is [b, n_critic, z_dim] (or [b, z_dim] when n_critic is 1): one noise
+        batch per D step, batch-major so a strategy can split it like the images;
+        the G step reuses the last one, as the legacy code did.
         """
-        if z.shape.rank == 2:
-            z = z[None]
+        z = z[None] if z.shape.rank == 2 else tf.transpose(z, [1, 0, 2])
         for i in range(self.preset.n_critic - 1):
             self._update_discriminator(real, self.generator(z[i], training=True))
         with tf.GradientTape() as tape:
@@ -98,6 +137,15 @@ class GANTrainer:
                 metrics, real_scores = self._update_discriminator(real, tf.stop_gradient(fake))
             fake_scores = self.discriminator(fake, training=True)
             _, g_loss = self.loss(real_scores, fake_scores)
-        grads = tape.gradient(g_loss, self.g_variables)
+            scaled = g_loss * self.loss_scale
+        grads = tape.gradient(scaled, self.g_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.g_variables))
         return {**metrics, "g_loss": g_loss}
+
+    def _update_ema(self):
+        """Average the trainable weights; copy the batch-norm moving statistics as they are."""
+        decay = self.preset.ema_decay
+        for average, live in zip(self.sampler.trainable_variables, self.generator.trainable_variables):
+            average.assign(decay * average + (1.0 - decay) * live)
+        for average, live in zip(self.sampler.non_trainable_variables, self.generator.non_trainable_variables):
+            average.assign(live)

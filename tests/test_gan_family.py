@@ -14,7 +14,7 @@ def _trainer(preset, batch=8):
     generator, discriminator = rundir.build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset)
     real = tf.random.uniform([batch, 28, 28, 1], *preset.pixel_range, seed=1)
-    z = tf.random.normal([preset.n_critic, batch, 100], seed=2)
+    z = tf.random.normal([batch, preset.n_critic, 100], seed=2)
     return trainer, real, z
 
 
@@ -57,7 +57,7 @@ def test_legacy_wgan_preset_uses_the_legacy_penalty_and_sign():
     assert (preset.learning_rate, preset.beta1, preset.beta2, preset.n_critic) == (1e-4, 0.5, 0.9, 5)
     trainer, real, z = _trainer(preset)
     assert trainer.generator.name == "wgan_generator"
-    images = trainer.generator(z[0])
+    images = trainer.generator(z[:, 0])
     assert float(tf.reduce_min(images)) >= 0.0  # sigmoid output: pixels in [0, 1]
     metrics = trainer.train_step(real, z)
     assert np.isfinite(float(metrics["d_loss"]))
@@ -71,3 +71,27 @@ def test_spectral_norm_keeps_the_legacy_names_and_normalises():
     kernel = trainer.discriminator.get_layer("d_3").layer.kernel
     top_singular = float(tf.linalg.svd(tf.reshape(kernel, [-1, kernel.shape[-1]]), compute_uv=False)[0])
     assert top_singular == pytest.approx(1.0, rel=0.1)
+
+
+def test_label_smoothing_lowers_the_real_target():
+    base = get_preset("dcgan", "default")
+    plain, real, z = _trainer(base)
+    smooth, _, _ = _trainer(base.replace(label_smoothing=0.1))
+    real_logits = plain.discriminator(real, training=True)  # same weights in both trainers
+    m_plain, m_smooth = plain.train_step(real, z[:, 0]), smooth.train_step(real, z[:, 0])
+    # BCE(l, y) = softplus(l) - y * l, so a target of 0.9 instead of 1 adds 0.1 * mean(l)
+    np.testing.assert_allclose(float(m_smooth["d_loss"]) - float(m_plain["d_loss"]),
+                               0.1 * float(tf.reduce_mean(real_logits)), rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError, match="label smoothing"):
+        _trainer(get_preset("dcgan", "legacy").replace(label_smoothing=0.1))
+
+
+def test_ema_sampler_averages_the_generator_weights():
+    preset = get_preset("dcgan", "default").replace(ema_decay=0.9)
+    trainer, real, z = _trainer(preset)
+    before = [v.numpy().copy() for v in trainer.generator.trainable_variables]
+    trainer.train_step(real, z[:, 0])
+    for avg, old, new in zip(trainer.sampler.trainable_variables, before, trainer.generator.trainable_variables):
+        np.testing.assert_allclose(avg.numpy(), 0.9 * old + 0.1 * new.numpy(), rtol=1e-5, atol=1e-7)
+    for avg, live in zip(trainer.sampler.non_trainable_variables, trainer.generator.non_trainable_variables):
+        np.testing.assert_array_equal(avg.numpy(), live.numpy())

@@ -1,5 +1,6 @@
 """End to end on tiny data: outputs, resume, seeds, crashes, NaN, sampling and export."""
 
+import json
 import os
 import signal
 import subprocess
@@ -205,3 +206,42 @@ def test_wgan_gp_resume_restores_the_penalty_rng(finished_run, tmp_path):
     assert_same_weights(weights(tmp_path / "part"), weights(tmp_path / "whole"))
     preset = rundir.read_config(str(tmp_path / "part"))["preset"]
     assert (preset.model, preset.loss, preset.n_critic) == ("wgan", "wgan-gp", 2)
+
+
+def test_eval_every_writes_metrics_to_csv(finished_run, tmp_path, monkeypatch):
+    from conftest import write_idx_dir
+    _, data_dir = finished_run
+    write_idx_dir(data_dir, n=300, seed=1, prefix="t10k")  # the evaluation's real reference
+    monkeypatch.setenv("GENMNIST_CACHE", str(tmp_path / "cache"))  # a classifier trained on the tiny data
+    out = tmp_path / "evaluated"
+    assert run_train(out, data_dir, "--eval-every", "6", "--eval-num", "200", "--no-export") == 0
+    import csv
+    rows = list(csv.DictReader(open(out / "eval.csv")))
+    assert [int(r["step"]) for r in rows] == [6, 12]
+    for r in rows:
+        assert 1.0 <= float(r["classifier_score"]) <= 10.0
+        assert float(r["frechet_distance"]) >= 0 and 0 <= float(r["precision"]) <= 1
+        assert 0 <= int(r["classes_covered"]) <= 10
+
+
+def test_mirrored_on_two_logical_cpus_matches_one_device():
+    """A global batch split over 2 replicas (synchronised batch norm, scaled losses) = one device."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mirrored_check.py"), ROOT],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    diffs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert diffs["replicas"] == 2
+    assert diffs["metric_rel_diff"] < 1e-5  # losses, D(x), D(G(z)) of the step
+    # Adam's first update is lr * m / (sqrt(v) + eps) ~ lr * sign(g): a float-level gradient
+    # difference can only flip it where g is ~0, so compare against the update size itself.
+    assert diffs["update_max"] > 1e-4 and diffs["update_abs_diff"] < 1e-6 + 0.05 * diffs["update_max"]
+
+
+def test_mirrored_cli_run_writes_one_set_of_outputs(finished_run, tmp_path):
+    _, data_dir = finished_run
+    out = tmp_path / "mirrored"
+    proc = _spawn(out, data_dir, 4, "--strategy", "mirrored", "--logical-cpus", "2", "--no-export")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert sorted(os.listdir(out / "samples")) == ["step_000000.png", "step_000003.png"]
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-4")

@@ -1,0 +1,49 @@
+"""Run by test_train_cli: one device vs MirroredStrategy over 2 logical CPUs, same global batch.
+
+Must be its own process: logical devices can only be configured before TF starts.
+Prints JSON with the largest differences in the reported losses and in the first
+update of every variable.
+"""
+
+import json
+import sys
+
+import tensorflow as tf
+
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+sys.path.insert(0, sys.argv[1])
+from genmnist import rundir  # noqa: E402
+from genmnist.presets import get_preset  # noqa: E402
+from genmnist.training import GANTrainer  # noqa: E402
+
+preset = get_preset("dcgan", "default")
+real = tf.random.stateless_uniform([16, 28, 28, 1], [1, 2], -1.0, 1.0)
+z = tf.random.stateless_normal([16, 1, 100], [3, 4])
+
+
+def run(strategy):
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        generator, discriminator = rundir.build_models(preset)
+    trainer = GANTrainer(generator, discriminator, preset, strategy=strategy)
+    before = [v.numpy().copy() for v in generator.variables + discriminator.variables]
+    data = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((real, z)))
+    metrics = trainer.train_step(*next(iter(data)))
+    after = [v.numpy() for v in generator.variables + discriminator.variables]
+    return {k: float(v) for k, v in metrics.items()}, [a - b for a, b in zip(after, before)]
+
+
+single_metrics, single_updates = run(tf.distribute.get_strategy())
+mirrored = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+mirrored_metrics, mirrored_updates = run(mirrored)
+print(json.dumps({
+    "replicas": mirrored.num_replicas_in_sync,
+    "metric_rel_diff": max(abs(single_metrics[k] - mirrored_metrics[k]) / max(abs(single_metrics[k]), 1e-6)
+                           for k in single_metrics),
+    "update_abs_diff": max(float(abs(a - b).max()) for a, b in zip(single_updates, mirrored_updates)),
+    "update_max": max(float(abs(a).max()) for a in single_updates),
+}))
