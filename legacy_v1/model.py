@@ -80,10 +80,10 @@ class GANModel:
             # The legacy split: bn*/beta matches neither, so it is never trained.
             self.d_vars = [v for v in tvars if "d_" in v.name]
             self.g_vars = [v for v in tvars if "g_" in v.name]
-            self.d_train = v1.train.AdamOptimizer(learning_rate, beta1=beta1).minimize(
-                self.d_loss, var_list=self.d_vars)
-            self.g_train = v1.train.AdamOptimizer(learning_rate, beta1=beta1).minimize(
-                self.g_loss, var_list=self.g_vars)
+            self.d_optimizer = v1.train.AdamOptimizer(learning_rate, beta1=beta1)
+            self.g_optimizer = v1.train.AdamOptimizer(learning_rate, beta1=beta1)
+            self.d_train = self.d_optimizer.minimize(self.d_loss, var_list=self.d_vars)
+            self.g_train = self.g_optimizer.minimize(self.g_loss, var_list=self.g_vars)
             v1.summary.scalar("d_loss", self.d_loss)
             v1.summary.scalar("g_loss", self.g_loss)
             self.summaries = v1.summary.merge_all()
@@ -158,10 +158,12 @@ class WGANModel:
             self.U = v1.placeholder_with_default(v1.random_uniform(self.X.shape, 0.0, 1.0), self.X.shape, "U")
             x_hat = self.X + self.U * (self.Gz - self.X)
             grad = tf.gradients(self.discriminator(x_hat, reuse=True), [x_hat])[0]
-            slopes = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=1))  # the legacy bug: axis 1 only
-            self.gradient_penalty = tf.reduce_mean((slopes - 1.0) ** 2)
+            # The legacy bug: the norm runs over axis 1 (image rows) only, giving [b, 28, 1] "slopes".
+            self.slopes = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=1))
+            self.gradient_penalty = tf.reduce_mean((self.slopes - 1.0) ** 2)
             self.d_loss = tf.reduce_mean(d_real) - tf.reduce_mean(d_fake) + gp_scale * self.gradient_penalty
             self.g_loss = tf.reduce_mean(d_fake)
+            self.model_vars = v1.global_variables()
             self.d_vars = v1.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES, "discriminator")
             self.g_vars = v1.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES, "generator")
             adam = dict(learning_rate=learning_rate, beta1=beta1, beta2=beta2)
@@ -193,7 +195,8 @@ class WGANModel:
                 x = tf.nn.conv2d(x, _var(f"d_w{i}", [5, 5, cin, cout], xavier), [1, 2, 2, 1], "SAME")
                 x = tf.nn.leaky_relu(x + _var(f"d_b{i}", [cout], bias), 0.2)
             x = tf.reshape(x, [-1, 7 * 7 * 128])
-            x = tf.nn.leaky_relu(tf.matmul(x, _var("d_w3", [7 * 7 * 128, 1024], xavier)) + _var("d_b3", [1024], bias), 0.2)
+            x = tf.matmul(x, _var("d_w3", [7 * 7 * 128, 1024], xavier)) + _var("d_b3", [1024], bias)
+            x = tf.nn.leaky_relu(x, 0.2)
             return tf.matmul(x, _var("d_w4", [1024, 1], xavier)) + _var("d_b4", [1], bias)
 
     def session(self):

@@ -37,7 +37,8 @@ def resolve_checkpoint(path):
     import tensorflow as tf
     prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
     if not prefix or not os.path.exists(prefix + ".index"):
-        raise UserError(f"no TF checkpoint at {path}; pass the --out directory of legacy_v1.train or a prefix like OUT/model")
+        raise UserError(f"no TF checkpoint at {path}; pass the --out directory of legacy_v1.train "
+                        "or a prefix like OUT/model")
     return prefix
 
 
@@ -50,7 +51,8 @@ def generate(prefix, z):
         try:
             tf.compat.v1.train.Saver(model.model_vars).restore(sess, prefix)
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
-            raise UserError(f"{prefix} does not hold the legacy GAN's variables: {err.message.splitlines()[0]}") from None
+            reason = err.message.splitlines()[0]
+            raise UserError(f"{prefix} does not hold the legacy GAN's variables: {reason}") from None
         return sess.run(model.Gz, model.feed(z=z))
 
 

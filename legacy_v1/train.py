@@ -52,7 +52,8 @@ def parse_args(argv=None):
                    help="seeds the TF1 graph's initialisers and the NumPy RNG (row shuffle, batches, z)")
     p.add_argument("--out", required=True, help="output directory for images, logs and the checkpoint")
     p.add_argument("--batch-size", type=int, default=128, help="images per batch (legacy: 128)")
-    p.add_argument("--learning-rate", type=float, default=0.0005, help="Adam learning rate for D and G (legacy: 0.0005)")
+    p.add_argument("--learning-rate", type=float, default=0.0005,
+                   help="Adam learning rate for D and G (legacy: 0.0005)")
     args = p.parse_args(argv)
     if args.steps <= 0 or args.batch_size <= 0:
         p.error("--steps and --batch-size must be positive")

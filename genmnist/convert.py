@@ -1,0 +1,130 @@
+"""Move weights between a legacy TF1 Saver checkpoint and a genmnist run directory.
+
+``python -m genmnist.convert LEGACY_CKPT RUN_DIR`` reads the legacy name-based
+checkpoint (``g_w1``, ``bn1/beta``, ``discriminator/d_w1``, ...) into a new run
+directory with the ``legacy`` preset, so ``genmnist.sample`` reproduces the
+legacy generator; ``--to-legacy`` writes RUN_DIR's latest weights back as a
+name-based checkpoint (``LEGACY_CKPT/model``) that ``legacy_v1.predict`` restores.
+Names are matched through :func:`genmnist.models.legacy_variables`, the same
+table the parity checks use; Adam slots in legacy checkpoints are skipped
+(the converted run carries weights only).
+"""
+
+import argparse
+import os
+import re
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from genmnist import rundir
+from genmnist.errors import UserError, exit_on_user_error
+from genmnist.models import legacy_variables
+from genmnist.presets import PRESETS
+
+_OPTIMIZER_STATE = re.compile(r"/Adam(_\d+)?$|^beta[12]_power(_\d+)?$")
+LEGACY_PREFIX = "model"
+
+
+def _names(names, limit=8):
+    names = sorted(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def read_legacy(path):
+    """{legacy name: array} of a TF1 checkpoint (directory or prefix), optimizer slots dropped."""
+    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    if not prefix or not os.path.exists(prefix + ".index"):
+        raise UserError(f"no TF checkpoint at {path}; pass a legacy checkpoint directory or prefix (e.g. OUT/model)")
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not _OPTIMIZER_STATE.search(name)}, prefix
+
+
+def assign_legacy(values, table, source):
+    """Copy ``values`` into the Keras variables of ``table``; unknown/missing/misshapen names are a UserError."""
+    unknown, missing = set(values) - set(table), set(table) - set(values)
+    if unknown or missing:
+        parts = ([f"unknown variables {_names(unknown)}"] if unknown else []) + (
+            [f"missing variables {_names(missing)}"] if missing else [])
+        raise UserError(f"{source} is not a legacy GANModel checkpoint: {'; '.join(parts)}")
+    wrong = [f"{n} {values[n].shape} (expected {tuple(table[n].shape)})"
+             for n in sorted(table) if tuple(values[n].shape) != tuple(table[n].shape)]
+    if wrong:
+        raise UserError(f"{source} has variables of the wrong shape: {', '.join(wrong)}")
+    for name, variable in table.items():
+        variable.assign(values[name])
+
+
+def legacy_to_run(legacy_ckpt, run_dir):
+    """Write a legacy-preset run directory whose checkpoint holds the legacy weights."""
+    if os.path.isdir(rundir.path(run_dir, rundir.CHECKPOINTS)):
+        raise UserError(f"{run_dir} already holds a run; choose a new RUN_DIR")
+    values, prefix = read_legacy(legacy_ckpt)
+    preset = PRESETS["legacy"]
+    generator, discriminator = rundir.build_models(preset)
+    assign_legacy(values, legacy_variables(generator, discriminator), prefix)
+    rundir.write_config(run_dir, {"preset": preset.to_dict(), "seed": 0, "batch_size": 128, "steps": 0,
+                                  "data_dir": None, "converted_from": os.path.abspath(prefix)})
+    manager = rundir.checkpoint_manager(run_dir, generator=generator, discriminator=discriminator,
+                                        step=tf.Variable(0, dtype=tf.int64, name="step"))
+    return manager.save(checkpoint_number=0)
+
+
+def run_to_legacy(run_dir, legacy_dir):
+    """Write RUN_DIR's latest G and D as a name-based TF1 checkpoint ``legacy_dir/model``."""
+    config = rundir.read_config(run_dir)
+    generator, discriminator = rundir.build_models(config["preset"])
+    manager = rundir.checkpoint_manager(run_dir, generator=generator, discriminator=discriminator)
+    if manager.latest_checkpoint is None:
+        raise UserError(f"{run_dir} has no checkpoint yet; train it first")
+    status = manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as err:
+        raise UserError(f"{manager.latest_checkpoint} lacks generator or discriminator weights "
+                        f"({str(err)[:200]})") from None
+    values = {name: v.numpy() for name, v in legacy_variables(generator, discriminator).items()}
+    return write_legacy(values, legacy_dir)
+
+
+def write_legacy(values, legacy_dir):
+    """Save ``{legacy name: array}`` with a compat.v1 Saver keyed by those names."""
+    os.makedirs(legacy_dir, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = {name: tf.compat.v1.Variable(np.asarray(value), name=name.replace("/", "_"))
+                     for name, value in values.items()}
+        saver = tf.compat.v1.train.Saver(variables)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            return saver.save(sess, os.path.join(legacy_dir, LEGACY_PREFIX))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m genmnist.convert",
+        description="Convert a legacy TF1 GANModel checkpoint (tf.train.Saver, names g_w1, bn1/beta, "
+                    "discriminator/d_w1, ...) into a genmnist run directory with the legacy preset, or back.")
+    p.add_argument("legacy_ckpt", metavar="LEGACY_CKPT",
+                   help="legacy checkpoint: a directory (its latest checkpoint) or a prefix like OUT/model; "
+                        "with --to-legacy, the directory to write LEGACY_CKPT/model into")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="genmnist run directory to create (must not hold a run yet); with --to-legacy, "
+                        "the run whose latest checkpoint is read")
+    p.add_argument("--to-legacy", action="store_true",
+                   help="convert the other way: RUN_DIR's latest weights -> LEGACY_CKPT/model")
+    args = p.parse_args(argv)
+    with exit_on_user_error("genmnist.convert"):
+        if args.to_legacy:
+            print(f"wrote {run_to_legacy(args.run_dir, args.legacy_ckpt)}")
+        else:
+            path = legacy_to_run(args.legacy_ckpt, args.run_dir)
+            print(f"wrote {path} (config: {rundir.path(args.run_dir, rundir.CONFIG)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Parity of legacy_v1 and genmnist at small scale, its ability to fail, and checkpoint conversion.
+
+Runs with oneDNN off (set before TensorFlow is imported, as the parity module does).
+"""
+
+import os
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from genmnist import convert, rundir  # noqa: E402
+from genmnist.errors import UserError  # noqa: E402
+from genmnist.presets import PRESETS  # noqa: E402
+from genmnist.training import GANTrainer  # noqa: E402
+from legacy_v1 import parity, predict  # noqa: E402
+from legacy_v1.batching import legacy_z  # noqa: E402
+from legacy_v1.model import GANModel  # noqa: E402
+
+
+def test_all_stages_pass_at_small_scale():
+    rows = parity.run(batch_size=8, steps=3, seed=1, warmup=3)
+    failed = [r.line() for r in rows if not r.ok]
+    assert not failed, "\n".join(failed)
+    stages = [r.stage for r in rows]
+    assert stages.count("gradients") == 2 * 22           # both losses x every trainable variable
+    assert stages.count("step") == 30 + 2 and stages.count("training") == 30 + 2
+    exact = [r for r in rows if r.stage in ("forward", "losses")]
+    assert len(exact) == 7 and all(r.max_abs < 1e-6 for r in exact)
+    assert stages.count("wgan-gradients") == 2 * 18 and stages.count("wgan-forward") == 3
+    assert any(r.quantity == "wgan gradient penalty" for r in rows)
+
+
+def _pair_and_batch(seed=0, batch=8):
+    rng = np.random.default_rng(seed)
+    pair = parity.Pair(seed)
+    pair.copy_v1_to_v2()
+    pair.trainer = GANTrainer(pair.generator, pair.discriminator, PRESETS["legacy"])
+    real = parity.real_pixels(None, batch, rng)
+    return pair, real, legacy_z(rng, batch)
+
+
+def test_forward_stage_catches_a_weight_off_by_1e_4():
+    pair, real, z = _pair_and_batch()
+    pair.v2_vars["g_w5"].assign_add(np.full((1, 1, 16, 1), 1e-4, np.float32))
+    rows = {r.quantity: r for r in parity.stage_forward_losses_gradients(pair, real, z)}
+    assert not rows["G(z)"].ok and not rows["D(fake) logit"].ok
+    assert rows["D(real) logit"].ok                     # D untouched: real branch still exact
+
+
+def test_step_stage_catches_trained_offsets_and_a_wrong_learning_rate():
+    pair, real, z = _pair_and_batch()
+    pair.trainer = GANTrainer(pair.generator, pair.discriminator,
+                              PRESETS["legacy"].replace(train_bn_offsets=True, learning_rate=4e-4))
+    rows = {r.quantity: r for r in parity.stage_training(pair, [real, real], [z, z], warmup=1, forced=True)}
+    assert not rows["bn1/beta"].ok                      # the legacy split never trains bn offsets
+    assert not rows["discriminator/d_w1"].ok            # a 20% smaller step
+    assert rows["bn1/moving_mean"].ok
+
+
+def test_compare_matches_nan_and_rejects_shape_or_value_drift():
+    assert parity.compare("losses", "x", [np.nan, 1.0], [np.nan, 1.0]).ok
+    assert not parity.compare("losses", "x", [np.nan, 1.0], [0.0, 1.0]).ok
+    assert not parity.compare("losses", "x", [1.0], [1.0, 1.0]).ok
+    assert not parity.compare("losses", "x", [1.0], [1.0 + 1e-5]).ok
+
+
+@pytest.fixture(scope="module")
+def legacy_checkpoint(tmp_path_factory):
+    """A legacy Saver checkpoint (with Adam slots, as legacy_v1.train writes) and its generator's output."""
+    out = tmp_path_factory.mktemp("legacy")
+    model = GANModel(seed=7)
+    z = legacy_z(np.random.default_rng(0), 6)
+    with model.session() as sess:
+        sess.run(model.init)
+        prefix = model.saver.save(sess, str(out / "model"))
+        images = sess.run(model.Gz, model.feed(z=z))
+    return out, prefix, z, images
+
+
+def test_convert_round_trip_reproduces_the_legacy_generator(legacy_checkpoint, tmp_path):
+    legacy_dir, prefix, z, v1_images = legacy_checkpoint
+    run_dir = tmp_path / "run"
+    assert convert.main([str(legacy_dir), str(run_dir)]) == 0
+    generator, preset = rundir.load_generator(str(run_dir))
+    assert preset == PRESETS["legacy"]
+    v2_images = generator(z, training=False).numpy()    # legacy preset: batch statistics at inference
+    np.testing.assert_allclose(v2_images, v1_images, rtol=1e-6, atol=1e-5)
+
+    back = tmp_path / "back"
+    assert convert.main(["--to-legacy", str(back), str(run_dir)]) == 0
+    np.testing.assert_allclose(predict.generate(predict.resolve_checkpoint(str(back)), z), v1_images,
+                               rtol=1e-6, atol=1e-5)
+    original, _ = convert.read_legacy(prefix)
+    returned, _ = convert.read_legacy(str(back))
+    assert sorted(returned) == sorted(original) and len(original) == 30
+    assert all(np.array_equal(original[n], returned[n]) for n in original)
+
+
+def test_convert_lists_unknown_and_missing_names(legacy_checkpoint, tmp_path, capsys):
+    _, prefix, _, _ = legacy_checkpoint
+    values, _ = convert.read_legacy(prefix)
+    values["extra/w"] = np.zeros(3, np.float32)
+    del values["g_w1"]
+    bad = tmp_path / "bad"
+    convert.write_legacy(values, str(bad))
+    with pytest.raises(UserError, match=r"unknown variables extra/w; missing variables g_w1"):
+        convert.legacy_to_run(str(bad), str(tmp_path / "run"))
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main([str(bad), str(tmp_path / "run2")])
+    assert exit_info.value.code == 2
+    assert "g_w1" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()
+
+
+def test_cli_prints_the_table_and_exits_1_past_tolerance(monkeypatch, capsys):
+    monkeypatch.setitem(parity.TOLERANCES, "gradients", (0.0, 0.0))  # rounding-level differences now fail
+    assert parity.main(["--batch-size", "4", "--steps", "1", "--warmup-d-steps", "1"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("stage") and "FAIL" in out and "FAILED: gradients:" in out
+    assert any(line.split()[:2] == ["forward", "G(z)"] for line in out.splitlines())
