@@ -1,0 +1,462 @@
+"""Speed benchmark (issue 7): genmnist vs legacy_v1 step time, FLOP/s, sampling and loop overhead.
+
+    python bench/speed.py --data-dir ../shared/data/mnist [--steps 1] [--repeats 30]
+
+One process, batch 128, the legacy architecture and preset.  The machine is
+shared and noisy, so every comparison is made inside this run: the variants
+are timed in interleaved rounds (the order rotates each round) and ratios
+are taken within a round, then the median over rounds is reported.  Writes
+bench/results/speed.{json,md}.
+"""
+
+import argparse
+import datetime
+import io
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+import genmnist  # noqa: E402,F401  (quiets TensorFlow's logging)
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from genmnist import images, rundir  # noqa: E402
+from genmnist.data import batches, load_mnist  # noqa: E402
+from genmnist.presets import get_preset  # noqa: E402
+from genmnist.training import GANTrainer  # noqa: E402
+
+BATCH = 128
+RUN_STEPS = 10000                     # the default --steps of genmnist.train
+LOG_EVERY, CHECKPOINT_EVERY = 10, 500  # its default cadences
+TARGET_RATIO, TARGET_OVERHEAD = 0.9, 0.03
+
+
+def machine():
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.processor())
+    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "load_average_start": os.getloadavg()}
+
+
+# --- FLOPs from the layer shapes -------------------------------------------------------------
+
+def layer_macs(model):
+    """Multiply-accumulates per example of each Dense/Conv2D/Conv2DTranspose, in order.
+
+    Dense: in*out.  Conv2D: output pixels * kh*kw*cin*cout.  Conv2DTranspose: input
+    pixels * kh*kw*cin*cout (every input pixel scatters a full kernel).
+    """
+    macs = []
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # a SpectralNormalization wrapper
+        if not isinstance(inner, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            continue
+        kernel = math.prod(inner.kernel.shape)
+        if isinstance(inner, keras.layers.Conv2DTranspose):
+            macs.append((layer.name, math.prod(layer.input.shape[1:3]) * kernel))
+        elif isinstance(inner, keras.layers.Conv2D):
+            macs.append((layer.name, math.prod(layer.output.shape[1:3]) * kernel))
+        else:
+            macs.append((layer.name, kernel))
+    return macs
+
+
+def iteration_flops(g_macs, d_macs, batch):
+    """FLOPs of one D+G iteration, by part (2 FLOPs per MAC).
+
+    A layer's backward pass costs one forward for the weight gradient and one for
+    the input gradient; the first layer of a network needs no input gradient
+    unless something upstream is differentiated.  Elementwise work (bias, batch
+    norm, activations, pooling, losses, Adam) is not counted: it is under 2%.
+    """
+    G, D = sum(m for _, m in g_macs), sum(m for _, m in d_macs)
+    G_in, D_in = G - g_macs[0][1], D - d_macs[0][1]   # input gradients, first layer skipped
+    parts = {
+        "G forward": G,
+        "D forward on real + fake (D step)": 2 * D,
+        "D backward, weights + inputs, real + fake (D step)": 2 * (D + D_in),
+        "D forward on fake (G step, updated D)": D,
+        "D backward to the image, inputs only (G step)": D,
+        "G backward, weights + inputs (G step)": G + G_in,
+    }
+    parts = {k: 2 * batch * v for k, v in parts.items()}
+    return parts, 2 * batch * G   # the legacy graph also recomputes G forward in its G-step run
+
+
+# --- the timed things -------------------------------------------------------------------------
+
+def matmul_peak(n=2048, chain=2, tries=3):
+    """A dense float32 matmul chain: what this CPU gives TensorFlow right now, as (wall s, CPU s).
+
+    Best of ``tries`` short calls, because other jobs share the cores: the wall
+    peak is the rate reached when they leave room.  The CPU-time rate (FLOPs per
+    CPU-second of this process) is the contention-robust measure.
+    """
+    a = tf.random.normal([n, n]) / math.sqrt(n)
+
+    @tf.function
+    def run(x):
+        for _ in range(chain):
+            x = tf.matmul(x, a)
+        return tf.reduce_sum(x)
+
+    def best():
+        wall, cpu = [], []
+        for _ in range(tries):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            run(a).numpy()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        return min(wall), min(cpu)
+    run(a).numpy()
+    return best, 2.0 * n ** 3 * chain
+
+
+def legacy_step(model, session, feeds):
+    """The legacy_v1 loop's two Session.run calls (D then G train op) on the same feed."""
+    state = {"i": 0}
+
+    def step():
+        feed = feeds[state["i"] % len(feeds)]
+        state["i"] += 1
+        session.run(model.d_train, feed)
+        session.run(model.g_train, feed)
+    return step
+
+
+def genmnist_step(fn, inputs):
+    state = {"i": 0}
+
+    def step():
+        metrics = fn(*inputs[state["i"] % len(inputs)])
+        state["i"] += 1
+        return metrics
+    return step
+
+
+def interleaved(variants, steps, repeats):
+    """Wall and CPU seconds per step of each variant per round; the order rotates so drift hits all alike.
+
+    CPU time (all threads of this process) is far less sensitive than wall time
+    to other jobs taking the cores, so it is reported next to it.
+    """
+    names = list(variants)
+    for fn in variants.values():  # warm up: tracing, XLA compilation, oneDNN primitive caches
+        fn(), fn()
+    wall, cpu = {name: [] for name in names}, {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
+            if name == "matmul peak":
+                w, c = variants[name]()
+                wall[name].append(w), cpu[name].append(c)
+                continue
+            start, start_cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                out = variants[name]()
+            if isinstance(out, dict):
+                float(out["g_loss"])  # waits for the step's results
+            wall[name].append((time.perf_counter() - start) / steps)
+            cpu[name].append((time.process_time() - start_cpu) / steps)
+        print(f"round {r + 1}/{repeats}: " + ", ".join(f"{n} {wall[n][-1] * 1e3:.0f} ms" for n in names),
+              file=sys.stderr, flush=True)
+    return wall, cpu
+
+
+def sampling_rates(generator, repeats=5):
+    """Images/s (wall, and per CPU-second) of generator(z, training=False), eager and in a tf.function.
+
+    Eager is how genmnist.sample and the training loop call it.  Each batch size
+    gets its own tf.function: one retraced to a relaxed (None) batch dimension
+    measured about 2x slower here.
+    """
+    rates = {}
+    for b in (128, 1000):
+        z = tf.random.normal([b, 100], seed=1)
+        compiled = tf.function(lambda z: generator(z, training=False))
+        for mode, fn in (("eager", lambda z: generator(z, training=False)), ("tf.function", compiled)):
+            fn(z).numpy()
+            wall, cpu = [], []
+            for _ in range(repeats):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                fn(z).numpy()
+                wall.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
+            rates[f"batch {b}, {mode}"] = {"images_per_s": b / float(np.median(wall)),
+                                           "images_per_cpu_s": b / float(np.median(cpu))}
+    return rates
+
+
+def loop_overhead(trainer, data, loop_steps, out_dir):
+    """Input wait and the cost of logging, samples and checkpoints, as genmnist.train does them.
+
+    The loop mirrors genmnist.train (same stream, same calls); the three side
+    tasks repeat its code so their cost can be timed one at a time.
+    """
+    from genmnist.train import NUM_SAMPLES, _all_finite, is_milestone, noise
+
+    preset, seed = trainer.preset, 0
+    reals = batches(data, BATCH, preset.pixel_range, seed)
+    zs = tf.data.Dataset.range(0, 2**62).map(lambda k: noise(BATCH, seed, k, preset.n_critic))
+    strategy = getattr(trainer, "strategy", tf.distribute.get_strategy())
+    stream = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.zip(reals, zs).prefetch(2)))
+    step = tf.Variable(0, dtype=tf.int64)
+    wait, compute = [], []
+    for i in range(loop_steps + 2):
+        t0 = time.perf_counter()
+        real, z = next(stream)
+        t1 = time.perf_counter()
+        metrics = trainer.train_step(real, z)
+        step.assign_add(1)
+        t2 = time.perf_counter()
+        if i >= 2:  # the first two trace the loop's z shape
+            wait.append(t1 - t0)
+            compute.append(t2 - t1)
+    float(metrics["g_loss"])
+
+    source = iter(batches(data, BATCH, preset.pixel_range, seed + 1))
+    next(source)
+    start = time.perf_counter()
+    for _ in range(20):
+        next(source)
+    produce = (time.perf_counter() - start) / 20
+
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs"))
+    samples_dir = os.path.join(out_dir, "samples")
+    fixed_z = noise(NUM_SAMPLES, seed, -1)
+    manager = rundir.checkpoint_manager(
+        out_dir, generator=trainer.generator, discriminator=trainer.discriminator,
+        g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step)
+
+    def log():
+        values = {k: float(v) for k, v in metrics.items()}
+        finite = all(map(math.isfinite, values.values()))  # genmnist.train stops when not; only the cost matters
+        print(finite, " ".join(f"{k} {v:.4f}" for k, v in values.items()), file=io.StringIO())
+        with writer.as_default():
+            for name, value in values.items():
+                tf.summary.scalar(name, value, step=loop_steps)
+            tf.summary.scalar("steps_per_sec", 1.0, step=loop_steps)
+
+    def sample(iteration):
+        sampler = getattr(trainer, "sampler", trainer.generator)
+        pixels = images.to_uint8(sampler(fixed_z, training=False), preset.pixel_range)
+        picture = images.grid(pixels)
+        images.write_png(os.path.join(samples_dir, f"step_{iteration:06d}.png"), picture)
+        images.write_gif(images.milestone_pngs(samples_dir), os.path.join(out_dir, "progress.gif"))
+        with writer.as_default():
+            tf.summary.image("samples", picture[None, :, :, None], step=iteration)
+
+    def checkpoint():
+        bool(_all_finite(trainer.generator.variables + trainer.discriminator.variables))
+        manager.save(checkpoint_number=int(step.numpy()))
+
+    def timed(fn, *args):
+        start = time.perf_counter()
+        fn(*args)
+        return time.perf_counter() - start
+
+    log(), checkpoint()  # first calls create the event file and trace _all_finite
+    milestones = [i for i in range(RUN_STEPS) if is_milestone(i) or i == RUN_STEPS - 1]
+    sample_s = [timed(sample, i) for i in milestones]  # the GIF grows, so time the real sequence
+    log_s = float(np.median([timed(log) for _ in range(20)]))
+    ckpt_s = float(np.median([timed(checkpoint) for _ in range(3)]))
+    writer.close()
+
+    step_s, wait_s = float(np.mean(compute)), float(np.mean(wait))
+    items = {  # name: (seconds per occurrence, occurrences in a default run)
+        "input wait, next(stream) in the real loop": (wait_s, RUN_STEPS),
+        "log: fetch 4 metrics + NaN check + 5 TensorBoard scalars": (log_s, RUN_STEPS // LOG_EVERY),
+        "sample grid: G(64) + PNG + progress.gif + TensorBoard image": (float(np.mean(sample_s)), len(milestones)),
+        "checkpoint: finite check + CheckpointManager.save": (ckpt_s, RUN_STEPS // CHECKPOINT_EVERY),
+    }  # checkpoints: 19 periodic + the final one
+    total = RUN_STEPS * step_s + sum(s * n for s, n in items.values())
+    return {"loop_steps": loop_steps, "step_s_in_loop": step_s, "step_s_in_loop_median": float(np.median(compute)),
+            "input_wait_s_median": float(np.median(wait)),
+            "input_produce_s_per_batch": produce, "input_produce_share_of_step": produce / step_s,
+            "sample_s_first_last": [sample_s[0], sample_s[-1]],
+            "items": {k: {"seconds": s, "count": n, "share": s * n / total} for k, (s, n) in items.items()},
+            "total_overhead_share": sum(s * n for s, n in items.values()) / total}
+
+
+# --- main -------------------------------------------------------------------------------------
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"),
+                   help="MNIST IDX directory; synthetic uint8 images when it has none")
+    p.add_argument("--steps", type=int, default=1, help="iterations per variant per round")
+    p.add_argument("--repeats", type=int, default=30, help="interleaved rounds")
+    p.add_argument("--loop-steps", type=int, default=30, help="iterations of the real loop for the input share")
+    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    info = {"machine": machine(), "command": "python " + " ".join(sys.argv),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "batch": BATCH, "steps_per_round": args.steps, "repeats": args.repeats}
+
+    try:
+        data, info["data"] = load_mnist(args.data_dir).images, f"MNIST train from {args.data_dir}"
+    except Exception as err:  # no data here: the timings do not depend on pixel values
+        data = np.random.default_rng(0).integers(0, 256, (60000, 28, 28), dtype=np.uint8)
+        info["data"] = f"synthetic uint8 ({type(err).__name__}: {err})"
+
+    keras.utils.set_random_seed(0)
+    preset = get_preset("dcgan", "legacy")
+    generator, discriminator = rundir.build_models(preset)
+    trainer = GANTrainer(generator, discriminator, preset, seed=0)
+    reals = list(batches(data, BATCH, preset.pixel_range, seed=0).take(4))
+    inputs = [(real, tf.random.stateless_normal([BATCH, 100], seed=[0, k])) for k, real in enumerate(reals)]
+    whole_step = getattr(trainer, "_distributed_train_step", trainer._train_step)
+    xla_step = tf.function(whole_step, jit_compile=True)
+
+    from legacy_v1.model import GANModel
+    legacy = GANModel(learning_rate=preset.learning_rate, beta1=preset.beta1, seed=0)
+    feeds = [legacy.feed(real.numpy(), z.numpy()) for real, z in inputs]
+    sessions = {"legacy_v1 (parity config)": legacy.session(),  # what legacy_v1.train uses
+                "legacy_v1 (default config)": tf.compat.v1.Session(graph=legacy.graph)}  # the TF1 script's
+    for session in sessions.values():
+        session.run(legacy.init)
+
+    peak_fn, peak_flops = matmul_peak()
+    variants = {"genmnist": genmnist_step(trainer.train_step, inputs),
+                "genmnist XLA": genmnist_step(xla_step, inputs),
+                **{name: legacy_step(legacy, s, feeds) for name, s in sessions.items()},
+                "matmul peak": peak_fn}
+    t0 = time.perf_counter()
+    trainer.train_step(*inputs[0])
+    info["first_call_s"] = {"genmnist": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    xla_step(*inputs[0])
+    info["first_call_s"]["genmnist XLA"] = time.perf_counter() - t0
+    times, cpu_times = interleaved(variants, args.steps, args.repeats)
+    finite = {name: bool(np.all(np.isfinite(s.run([legacy.d_loss, legacy.g_loss], feeds[0]))))
+              for name, s in sessions.items()}
+    finite["genmnist"] = all(math.isfinite(float(v)) for v in trainer.train_step(*inputs[0]).values())
+    info["losses_finite_after_timing"] = finite
+
+    g_macs, d_macs = layer_macs(generator), layer_macs(discriminator)
+    parts, extra_g = iteration_flops(g_macs, d_macs, BATCH)
+    flops = {"genmnist": sum(parts.values()), "genmnist XLA": sum(parts.values())}
+    for name in sessions:
+        flops[name] = sum(parts.values()) + extra_g
+    peak, peak_cpu = np.array(times["matmul peak"]), np.array(cpu_times["matmul peak"])
+    rows = {}
+    legacy_names = list(sessions)
+    for name in variants:
+        if name == "matmul peak":
+            continue
+        t, c = np.array(times[name]), np.array(cpu_times[name])
+        rows[name] = {"step_s": float(np.median(t)), "it_per_s": float(1 / np.median(t)),
+                      "cpu_s": float(np.median(c)), "rounds_s": t.tolist(), "rounds_cpu_s": c.tolist(),
+                      "flops_per_it": flops[name],
+                      "gflop_per_s": float(np.median(flops[name] / t) / 1e9),
+                      "gflop_per_cpu_s": float(np.median(flops[name] / c) / 1e9),
+                      "peak_fraction": float(np.median((flops[name] / t) / (peak_flops / peak))),
+                      "peak_fraction_cpu": float(np.median((flops[name] / c) / (peak_flops / peak_cpu)))}
+        for ref in legacy_names + ["genmnist"]:  # the ratio inside each round, then the median
+            rows[name][f"ratio_to {ref}"] = float(np.median(t / np.array(times[ref])))
+            rows[name][f"cpu_ratio_to {ref}"] = float(np.median(c / np.array(cpu_times[ref])))
+    info["steps"] = rows
+    info["matmul_peak"] = {"gflop_per_s": float(np.median(peak_flops / peak) / 1e9), "size": 2048,
+                           "rounds_gflop_per_s": (peak_flops / peak / 1e9).tolist(),
+                           "gflop_per_cpu_s": float(np.median(peak_flops / peak_cpu) / 1e9)}
+    info["flops"] = {"layer_macs_per_example": {"generator": g_macs, "discriminator": d_macs},
+                     "parts_per_iteration": parts, "legacy_extra_generator_forward": extra_g}
+    info["sampling_images_per_s"] = sampling_rates(generator)
+    with tempfile.TemporaryDirectory() as out_dir:
+        info["loop"] = loop_overhead(trainer, data, args.loop_steps, out_dir)
+    # One trace for the benchmark's z [b, 100], one for the loop's noise(); more would mean retracing.
+    info["train_step_traces"] = trainer.train_step.experimental_get_tracing_count()
+
+    ratio = {kind: max(rows["genmnist"][f"{kind}ratio_to {ref}"] for ref in legacy_names) for kind in ("", "cpu_")}
+    overhead = info["loop"]["total_overhead_share"]
+    info["targets"] = {  # against the faster legacy_v1 configuration
+        "genmnist / legacy_v1 step, CPU time": [ratio["cpu_"], TARGET_RATIO, ratio["cpu_"] <= TARGET_RATIO],
+        "genmnist / legacy_v1 step, wall time": [ratio[""], TARGET_RATIO, ratio[""] <= TARGET_RATIO],
+        "input wait + logging/sampling/checkpoint share": [overhead, TARGET_OVERHEAD, overhead < TARGET_OVERHEAD]}
+    info["xla_faster"] = rows["genmnist XLA"]["ratio_to genmnist"] < 1.0
+    info["machine"]["load_average_end"] = os.getloadavg()
+    info["wall_s"] = time.perf_counter() - started
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "speed.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    report = markdown(info)
+    with open(os.path.join(args.results, "speed.md"), "w") as f:
+        f.write(report)
+    print(report)
+    return 0
+
+
+def markdown(info):
+    m, loop, legacy_names = info["machine"], info["loop"], [n for n in info["steps"] if n.startswith("legacy")]
+    lines = [
+        "# Speed benchmark (issue 7)", "",
+        f"- command: `{info['command']}`", f"- date: {info['date']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), shared with other jobs "
+        f"(load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end)",
+        f"- TensorFlow {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}; no GPU",
+        f"- data: {info['data']}; batch {info['batch']}, legacy preset and architecture",
+        f"- {info['repeats']} interleaved rounds of {info['steps_per_round']} iteration(s) per variant; "
+        "times and ratios are medians over rounds (ratios taken within each round). CPU = process CPU "
+        "time (all threads) per iteration: less disturbed by the other jobs than wall time", "",
+        "## Training step", "",
+        "| variant | wall ms/it | it/s | " + " | ".join(f"wall ratio to {n}" for n in legacy_names)
+        + " | CPU ms/it | " + " | ".join(f"CPU ratio to {n}" for n in legacy_names)
+        + " | GFLOP/it | GFLOP/s | of matmul peak | GFLOP/CPU-s | of matmul peak (CPU) |",
+        "|---" * (9 + 2 * len(legacy_names)) + "|"]
+    for name, r in info["steps"].items():
+        wall = " | ".join(f"{r['ratio_to ' + n]:.3f}" for n in legacy_names)
+        cpu = " | ".join(f"{r['cpu_ratio_to ' + n]:.3f}" for n in legacy_names)
+        lines.append(f"| {name} | {r['step_s'] * 1e3:.0f} | {r['it_per_s']:.2f} | {wall} | {r['cpu_s'] * 1e3:.0f} | "
+                     f"{cpu} | {r['flops_per_it'] / 1e9:.2f} | {r['gflop_per_s']:.1f} | {r['peak_fraction']:.1%} | "
+                     f"{r['gflop_per_cpu_s']:.1f} | {r['peak_fraction_cpu']:.1%} |")
+    pk = info["matmul_peak"]
+    lines += ["", f"Matmul peak (2048x2048 float32, best of 3 short calls in each round): "
+              f"{pk['gflop_per_s']:.1f} GFLOP/s median "
+              f"(range {min(pk['rounds_gflop_per_s']):.1f}..{max(pk['rounds_gflop_per_s']):.1f}); "
+              f"{pk['gflop_per_cpu_s']:.1f} GFLOP per CPU-second.",
+              f"XLA (`jit_compile=True` on the whole step) is {'faster' if info['xla_faster'] else 'slower'} here "
+              f"({info['steps']['genmnist XLA']['ratio_to genmnist']:.2f}x the plain step's time); "
+              f"first call (trace, + compile for XLA): genmnist {info['first_call_s']['genmnist']:.1f} s, "
+              f"XLA {info['first_call_s']['genmnist XLA']:.1f} s.",
+              f"Losses finite after timing: {info['losses_finite_after_timing']}. `train_step` traces: "
+              f"{info['train_step_traces']} (one per z shape used here: no retracing).", "",
+              "FLOPs per iteration (2 per multiply-accumulate, from the layer shapes; elementwise work not counted):", ""]
+    for part, value in info["flops"]["parts_per_iteration"].items():
+        lines.append(f"- {part}: {value / 1e9:.2f} GFLOP")
+    lines += [f"- legacy_v1 only: its G-step `Session.run` recomputes G forward: "
+              f"+{info['flops']['legacy_extra_generator_forward'] / 1e9:.2f} GFLOP", "",
+              "## Sampling (generator forward, training=False)", "",
+              "| case | images/s | images per CPU-second |", "|---|---|---|"]
+    lines += [f"| {k} | {v['images_per_s']:,.0f} | {v['images_per_cpu_s']:,.0f} |"
+              for k, v in info["sampling_images_per_s"].items()]
+    lines += ["", f"## Loop overhead at the default cadence ({RUN_STEPS} steps)", "",
+              "| item | seconds each | count | share of training time |", "|---|---|---|---|"]
+    for name, item in loop["items"].items():
+        lines.append(f"| {name} | {item['seconds']:.4f} | {item['count']} | {item['share']:.2%} |")
+    lines += [f"| **total** | | | **{loop['total_overhead_share']:.2%}** |", "",
+              f"Step time inside the real loop: {loop['step_s_in_loop'] * 1e3:.0f} ms mean over "
+              f"{loop['loop_steps']} steps. Sample grids cost {loop['sample_s_first_last'][0] * 1e3:.0f} ms "
+              f"(first) to {loop['sample_s_first_last'][1] * 1e3:.0f} ms (last, longest GIF). Producing one batch "
+              f"with the tf.data pipeline alone costs {loop['input_produce_s_per_batch'] * 1e3:.2f} ms "
+              f"({loop['input_produce_share_of_step']:.2%} of a step), work that prefetch overlaps with the step.", "",
+              "## Targets", "", "Step ratios are against the faster legacy_v1 configuration. On a shared machine the "
+              "CPU-time ratio is the reliable one: the wall ratio swings with the other jobs' load.", "",
+              "| target | measured | limit | met |", "|---|---|---|---|"]
+    for name, (value, limit, met) in info["targets"].items():
+        lines.append(f"| {name} | {value:.3f} | {limit} | {'yes' if met else 'no'} |")
+    lines += ["", f"Total benchmark wall time {info['wall_s']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

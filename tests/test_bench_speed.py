@@ -1,0 +1,62 @@
+"""bench/speed.py: the FLOP count from layer shapes matches a hand count, and the report renders."""
+
+import importlib.util
+from pathlib import Path
+
+from genmnist.models import build_discriminator, build_generator
+
+SPEC = importlib.util.spec_from_file_location("bench_speed", Path(__file__).resolve().parents[1] / "bench" / "speed.py")
+speed = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(speed)
+
+# Per example, by hand from LEGACY_SPEC's shapes: dense in*out, conv out_pixels*k*k*cin*cout,
+# transposed conv in_pixels*k*k*cin*cout.
+G_MACS = [100 * 1024, 1024 * 3136, 7 * 7 * 25 * 64 * 32, 14 * 14 * 25 * 32 * 16, 28 * 28 * 16]
+D_MACS = [28 * 28 * 25 * 32, 14 * 14 * 25 * 32 * 64, 3136 * 1024, 1024]
+
+
+def test_layer_macs_match_the_hand_count():
+    assert [m for _, m in speed.layer_macs(build_generator())] == G_MACS
+    assert [m for _, m in speed.layer_macs(build_discriminator())] == D_MACS
+
+
+def test_iteration_flops_counts_each_pass_once():
+    g, d = [("g", m) for m in G_MACS], [("d", m) for m in D_MACS]
+    parts, extra = speed.iteration_flops(g, d, batch=2)
+    G, D = sum(G_MACS), sum(D_MACS)
+    # G fwd + 2 D fwd + 2 D bwd (weights + inputs but d_1's) + D fwd + D input-bwd + G bwd (weights + inputs but g_1's)
+    expected = G + 2 * D + 2 * (2 * D - D_MACS[0]) + D + D + (2 * G - G_MACS[0])
+    assert sum(parts.values()) == 2 * 2 * expected
+    assert extra == 2 * 2 * G
+
+
+def _fake_info():
+    row = {"step_s": 0.5, "it_per_s": 2.0, "cpu_s": 0.4, "flops_per_it": 3e10, "gflop_per_s": 60.0,
+           "peak_fraction": 0.5, "gflop_per_cpu_s": 80.0, "peak_fraction_cpu": 0.6}
+    names = ["genmnist", "genmnist XLA", "legacy_v1 (parity config)", "legacy_v1 (default config)"]
+    for key in ("ratio_to", "cpu_ratio_to"):
+        row.update({f"{key} {n}": 1.0 for n in names})
+    items = {"input wait": {"seconds": 0.001, "count": 10000, "share": 0.001}}
+    return {
+        "machine": {"cpu": "cpu", "cores": 2, "usable_cores": 2, "python": "3", "tensorflow": "2", "keras": "3",
+                    "load_average_start": (1.0, 1.0, 1.0), "load_average_end": (1.0, 1.0, 1.0)},
+        "command": "python bench/speed.py", "date": "today", "data": "synthetic", "batch": 128,
+        "steps_per_round": 1, "repeats": 1, "steps": {n: dict(row) for n in names},
+        "matmul_peak": {"gflop_per_s": 100.0, "rounds_gflop_per_s": [100.0], "gflop_per_cpu_s": 120.0}, "xla_faster": False,
+        "first_call_s": {"genmnist": 1.0, "genmnist XLA": 2.0}, "losses_finite_after_timing": {}, "train_step_traces": 2,
+        "flops": {"parts_per_iteration": {"G forward": 1e9}, "legacy_extra_generator_forward": 1e9},
+        "sampling_images_per_s": {"batch 128, eager": {"images_per_s": 1000.0, "images_per_cpu_s": 900.0}},
+        "loop": {"items": items, "total_overhead_share": 0.001, "step_s_in_loop": 0.5, "loop_steps": 3,
+                 "sample_s_first_last": [0.1, 0.2], "input_produce_s_per_batch": 0.001,
+                 "input_produce_share_of_step": 0.002},
+        "targets": {"ratio": [0.8, 0.9, True]}, "wall_s": 10.0}
+
+
+def test_markdown_report_renders_every_section():
+    text = speed.markdown(_fake_info())
+    for heading in ("## Training step", "## Sampling", "## Loop overhead", "## Targets"):
+        assert heading in text
+    assert "| genmnist XLA |" in text
+    table = [line for line in text.splitlines() if line.startswith("| variant")][0]
+    separator = text.splitlines()[text.splitlines().index(table) + 1]
+    assert table.count("|") == separator.count("|")
