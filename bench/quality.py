@@ -74,11 +74,18 @@ def main():
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     p.add_argument("--extra", default="", help="extra genmnist.train flags for every run, e.g. '--loss hinge'")
     p.add_argument("--tag", default="quality", help="results file name stem")
+    p.add_argument("--collect", nargs="+", metavar="LOG",
+                   help="train nothing: rebuild the results from the JSON rows these earlier runs printed")
     args = p.parse_args()
 
     classifier = get_classifier(args.data_dir)
     real = evaluate.prepare_real(classifier, load_mnist(args.data_dir, "test").images)
     ceiling = evaluate.evaluate_images(load_mnist(args.data_dir, "train").images[:args.num], classifier, real)
+    if args.collect:
+        rows = [json.loads(line) for path in args.collect for line in open(path) if line.startswith("{")]
+        args.presets = sorted({r["preset"] for r in rows}, key=args.presets.index)
+        write_results(args, rows, ceiling)
+        return
     rows = []
     os.makedirs(args.results, exist_ok=True)
     for preset in args.presets:
@@ -95,7 +102,7 @@ def main():
                     print(json.dumps(row), flush=True)
                 images.write_png(os.path.join(args.results, f"{args.tag}-{preset}-seed{seed}-{budget}.png"),
                                  images.grid(pixels[:64]))
-    write_results(args, rows, ceiling)
+                write_results(args, rows, ceiling)  # after every evaluation: a killed run keeps its rows
 
 
 def _summary(rows):

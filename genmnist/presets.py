@@ -57,7 +57,7 @@ PRESETS = {  # the DCGAN-style GANModel, the product's main model
         name="legacy", model="dcgan", pixel_range=(0.0, 1.0), loss="legacy", learning_rate=5e-4,
         beta1=0.9, train_bn_offsets=False, update_moving_stats=False, inference_stats="batch"),
     "default": Preset(
-        name="default", model="dcgan", pixel_range=(-1.0, 1.0), loss="nonsaturating",
+        name="default", model="dcgan", pixel_range=(0.0, 1.0), loss="nonsaturating",
         learning_rate=2e-4, beta1=0.5, bn_momentum=0.99),
 }
 
