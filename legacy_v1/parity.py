@@ -61,13 +61,30 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False, "remapping": False})
+_REWRITES = ("arithmetic_optimization", "remapping")
+
+
+@contextlib.contextmanager
+def plain_arithmetic():
+    """Grappler's arithmetic rewrites and op fusion off while parity runs, restored after.
+
+    Scoped rather than set at import, so importing this module (the tests do) does
+    not change the numerics of everything else in the process.
+    """
+    saved = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({name: False for name in _REWRITES})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({name: saved.get(name, True) for name in _REWRITES})
+
 
 from genmnist import losses, rundir  # noqa: E402
 from genmnist.errors import exit_on_user_error  # noqa: E402
@@ -318,6 +335,7 @@ def stage_training(pair, batches_v1, zs, warmup=WARMUP_D_STEPS, forced=False):
     return list(worst.values())
 
 
+@plain_arithmetic()
 def run(batch_size=128, steps=50, seed=0, data_dir=None, warmup=WARMUP_D_STEPS, free_running=True, wgan=True):
     """All stages; returns the table rows.  ``steps`` counts iterations after the ``warmup`` D-only ones."""
     rng = np.random.default_rng(seed)
@@ -343,6 +361,7 @@ def run(batch_size=128, steps=50, seed=0, data_dir=None, warmup=WARMUP_D_STEPS, 
     return rows
 
 
+@plain_arithmetic()
 def run_wgan(batch_size=64, seed=0, data_dir=None):
     """Stages 1-4 for the WGAN-GP pair (legacy WGANModel against genmnist's legacy WGAN preset).
 
