@@ -118,8 +118,12 @@ def read_csv(path):
 
 
 def _load_tfds(split):
+    import sys
+
     import tensorflow_datasets as tfds
 
+    print("no --data-dir: getting MNIST through tensorflow-datasets (offline, it retries for a few "
+          "minutes before giving up; pass --data-dir DIR instead)", file=sys.stderr)
     try:
         data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1))
     except Exception as err:  # tfds raises many kinds; all mean "could not get the data"
