@@ -42,7 +42,7 @@ def is_milestone(iteration):
 
 
 def noise(batch_size, seed, batch_index, n_critic=None):
-    """z ~ N(0, 1) for one batch ([n_critic, b, z] when given), keyed by (seed, batch index) so runs replay."""
+    """z ~ N(0, 1) for one batch ([b, n_critic, z] when given), keyed by (seed, batch index) so runs replay."""
     shape = [batch_size, Z_DIM] if n_critic is None else [batch_size, n_critic, Z_DIM]
     return tf.random.stateless_normal(shape, seed=[seed, batch_index])
 

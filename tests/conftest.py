@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import genmnist  # noqa: F401  (sets TensorFlow's log level before TF is imported)
+# One oneDNN setting for the whole test process and every subprocess it starts.
+# The parity tests need oneDNN off (set before TF is imported), and the environment
+# is inherited by the CLI subprocesses, whose results are compared bit for bit with
+# in-process runs: both sides must use the same kernels.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import genmnist  # noqa: F401,E402  (sets TensorFlow's log level before TF is imported)
 
 REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
