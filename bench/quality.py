@@ -146,11 +146,12 @@ def plot(args, rows):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    summary = [e for e in _summary(rows) if e["sampling"] == "preset"]
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for row, (x_key, x_label) in enumerate((("steps", "training steps"), ("train_seconds", "training wall time (s)"))):
         for ax, metric in zip(axes[row], ("classifier_score", "frechet_distance", "classes_covered")):
             for preset in args.presets:
-                series = [e for e in _summary(rows) if e["preset"] == preset and e["sampling"] == "preset"]
+                series = [e for e in summary if e["preset"] == preset]
                 xs = [e[x_key][0] if x_key == "train_seconds" else e[x_key] for e in series]
                 ax.plot(xs, [e[metric][0] for e in series], "o-", label=preset)
             ax.set_title(metric)

@@ -1,7 +1,6 @@
 """One training step changes exactly the variables it should, in each preset."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from genmnist import rundir
