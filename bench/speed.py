@@ -31,6 +31,7 @@ import tensorflow as tf  # noqa: E402
 
 from genmnist import images, rundir  # noqa: E402
 from genmnist.data import batches, load_mnist  # noqa: E402
+from genmnist.models import BatchNorm  # noqa: E402
 from genmnist.presets import get_preset  # noqa: E402
 from genmnist.training import GANTrainer  # noqa: E402
 
@@ -315,6 +316,18 @@ def main(argv=None):
     trainer = GANTrainer(generator, discriminator, preset, seed=0)
     reals = list(batches(data, BATCH, preset.pixel_range, seed=0).take(4))
     inputs = [(real, tf.random.stateless_normal([BATCH, 100], seed=[0, k])) for k, real in enumerate(reals)]
+    # The straight port, for scale: Keras' own Adam, two D passes and tf.nn.moments batch norm,
+    # on its own copy of the same initial weights.
+    keras.utils.set_random_seed(0)
+    port_g, port_d = rundir.build_models(preset)
+    for layer in port_g.layers:
+        if isinstance(layer, BatchNorm):
+            layer.fused = False
+    straight_port = GANTrainer(port_g, port_d, preset, seed=0)
+    straight_port.joint_d_pass = False
+    straight_port.g_optimizer, straight_port.d_optimizer = (
+        straight_port.adam(variables, optimizer=keras.optimizers.Adam)
+        for variables in (straight_port.g_variables, straight_port.d_variables))
     whole_step = getattr(trainer, "_distributed_train_step", trainer._train_step)
     xla_step = tf.function(whole_step, jit_compile=True)
 
@@ -328,6 +341,7 @@ def main(argv=None):
 
     peak_fn, peak_flops = matmul_peak()
     variants = {"genmnist": genmnist_step(trainer.train_step, inputs),
+                "genmnist, straight port": genmnist_step(straight_port.train_step, inputs),
                 "genmnist XLA": genmnist_step(xla_step, inputs),
                 **{name: legacy_step(legacy, s, feeds) for name, s in sessions.items()},
                 "matmul peak": peak_fn}
@@ -345,7 +359,7 @@ def main(argv=None):
 
     g_macs, d_macs = layer_macs(generator), layer_macs(discriminator)
     parts, extra_g = iteration_flops(g_macs, d_macs, BATCH)
-    flops = {"genmnist": sum(parts.values()), "genmnist XLA": sum(parts.values())}
+    flops = {name: sum(parts.values()) for name in ("genmnist", "genmnist, straight port", "genmnist XLA")}
     for name in sessions:
         flops[name] = sum(parts.values()) + extra_g
     peak, peak_cpu = np.array(times["matmul peak"]), np.array(cpu_times["matmul peak"])
@@ -420,6 +434,10 @@ def markdown(info):
                      f"{cpu} | {r['flops_per_it'] / 1e9:.2f} | {r['gflop_per_s']:.1f} | {r['peak_fraction']:.1%} | "
                      f"{r['gflop_per_cpu_s']:.1f} | {r['peak_fraction_cpu']:.1%} |")
     pk = info["matmul_peak"]
+    lines += ["", "genmnist runs TF's fused Adam kernel (ResourceApplyAdam), one D pass over concat(real, fake) "
+              "and the fused batch-norm kernel; 'genmnist, straight port' is the same trainer with Keras' own Adam, "
+              "two D passes and tf.nn.moments batch norm, as first ported. Both compute the same functions "
+              "(tests/test_training.py; `python -m legacy_v1.parity` for the legacy preset)."]
     lines += ["", f"Matmul peak (2048x2048 float32, best of 3 short calls in each round): "
               f"{pk['gflop_per_s']:.1f} GFLOP/s median "
               f"(range {min(pk['rounds_gflop_per_s']):.1f}..{max(pk['rounds_gflop_per_s']):.1f}); "

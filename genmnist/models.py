@@ -37,7 +37,7 @@ class BatchNorm(keras.layers.Layer):
     """
 
     def __init__(self, momentum=0.999, epsilon=1e-5, update_moving_stats=True,
-                 inference_stats="moving", **kwargs):
+                 inference_stats="moving", fused=True, **kwargs):
         super().__init__(**kwargs)
         if inference_stats not in ("moving", "batch"):
             raise ValueError(f"inference_stats must be 'moving' or 'batch', got {inference_stats!r}")
@@ -45,6 +45,7 @@ class BatchNorm(keras.layers.Layer):
         self.epsilon = epsilon
         self.update_moving_stats = update_moving_stats
         self.inference_stats = inference_stats
+        self.fused = fused  # TF's fused kernel on one device; False: tf.nn.moments, as the legacy graph
 
     def build(self, input_shape):
         channels = (input_shape[-1],)
@@ -56,6 +57,8 @@ class BatchNorm(keras.layers.Layer):
             name="moving_variance", shape=channels, initializer="ones", trainable=False, aggregation="mean")
 
     def call(self, x, training=False):
+        if (training or self.inference_stats == "batch") and self.fused and _single_replica():
+            return self._fused(x, training)
         if training or self.inference_stats == "batch":
             mean, variance = _moments(x)
             if training and self.update_moving_stats:
@@ -66,10 +69,30 @@ class BatchNorm(keras.layers.Layer):
             mean, variance = self.moving_mean, self.moving_variance
         return tf.nn.batch_normalization(x, mean, variance, self.beta, None, self.epsilon)
 
+    def _fused(self, x, training):
+        """Batch statistics with TF's fused kernel: one op forward, one backward, instead of ~10 elementwise ones."""
+        shape = tf.shape(x)
+        x4 = x if len(x.shape) == 4 else tf.reshape(x, [-1, 1, 1, x.shape[-1]])
+        ones = tf.ones_like(self.beta)
+        y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+            x4, ones, self.beta, epsilon=self.epsilon, is_training=True)
+        if training and self.update_moving_stats:
+            count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), x.dtype)
+            variance = unbiased_variance * (count - 1.0) / count
+            decay = self.momentum
+            self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
+            self.moving_variance.assign(self.moving_variance * decay + variance * (1.0 - decay))
+        return tf.reshape(y, shape)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
                 "update_moving_stats": self.update_moving_stats,
-                "inference_stats": self.inference_stats}
+                "inference_stats": self.inference_stats, "fused": self.fused}
+
+
+def _single_replica():
+    context = tf.distribute.get_replica_context()
+    return context is None or context.num_replicas_in_sync == 1
 
 
 def _moments(x):

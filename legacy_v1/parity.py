@@ -18,9 +18,11 @@ arithmetic allows here (oneDNN off, grappler's arithmetic and remapping
 rewrites off on both sides):
 
 * variables: names, shapes, the optimizer split and the copied values: exact.
-* forward, losses (rtol 1e-6, atol 1e-7): both sides run the same kernels in
-  the same order and agree bit for bit (achieved 0); a few ulps of margin keep
-  the check from depending on one CPU's matmul blocking.
+* forward, losses (rtol 1e-6, atol 1e-7; TF's migration guide uses atol 1e-5):
+  D and the losses run the same kernels in the same order on both sides and
+  agree bit for bit (achieved 0).  G(z) differs by rounding only (achieved
+  ~1.3e-7): genmnist normalises with the fused batch-norm kernel, v1 with
+  tf.nn.moments as contrib batch_norm did.
 * gradients (rtol 1e-5, atol 5e-7): tf.gradients and GradientTape build the
   same backward ops but accumulate some (bias reductions, the several paths
   through tf.nn.moments) in a different order; float32 addition is not
@@ -28,9 +30,11 @@ rewrites off on both sides):
   (achieved <= 1.7e-7 on D biases of size ~1e-2, <= 2e-10 elsewhere).
 * step, teacher-forced (before each of the warm-up + K steps v2's weights and
   Adam moments are reset to v1's): one step's arithmetic.  D weights and both
-  losses rtol 1e-5 / atol 1e-6 (achieved ~1 ulp).  G weights atol 1e-5, 2% of
+  losses rtol 1e-5 / atol 1e-6 (achieved ~1 ulp).  G weights atol 5e-5, 10% of
   one Adam step (lr 5e-4): Adam divides by sqrt(v), which turns the gradient's
-  rounding differences on near-zero elements into ~1e-6 update differences;
+  rounding differences on near-zero elements into update differences of a few
+  percent of lr (achieved <= 2.6e-5 since genmnist uses TF's fused batch-norm
+  kernel, whose sums are ordered differently from v1's tf.nn.moments);
   any real difference (a wrong lr, beta, epsilon, z, or schedule) moves weights
   by a sizeable fraction of lr.  g_b1..g_b4 feed a batch norm, which cancels
   them: their gradient is pure rounding noise, so Adam may step them in
@@ -41,7 +45,8 @@ rewrites off on both sides):
   control run of v1 against itself with one D weight nudged by one ulp drifts
   as far as v1 against v2 does (docs/parity.md), so this stage can only
   bound the drift: per trained variable ||v1 - v2|| / ||v1 - v1_initial||
-  <= 0.5 (2.5 for g_b1..g_b4, whose two random walks are independent) and
+  <= 0.5 (4 for g_b1..g_b4, whose two random walks are independent: ~1.4
+  expected, 1.5 measured at K=50, up to 3 in a 6-step test run) and
   max abs <= 5e-2; losses rtol 0.2 / atol 5e-2; untrained variables exact.
   These bounds hold at the default K=50; the teacher-forced stage is the
   precise one.
@@ -107,10 +112,10 @@ TOLERANCES = {
 # WGAN-GP gradients also go through the penalty's double backward pass: more reordered sums
 # that cancel (D's conv biases: ~8e-7 on values ~7e-4 at batch 8).
 WGAN_GRADIENTS = (1e-5, 2e-6)
-STEP_G_WEIGHTS = (1e-4, 1e-5)      # 2% of one Adam step (lr 5e-4)
+STEP_G_WEIGHTS = (1e-4, 5e-5)      # 10% of one Adam step (lr 5e-4)
 STEP_PRE_BN_BIAS = (0.0, 1e-3)     # 2 lr: a rounding-noise gradient may flip an Adam step's sign
 # Free-running training: (max drift ||v1-v2|| / ||v1-v1_0||, max abs diff) per kind of variable.
-TRAINING = {"weights": (5e-1, 5e-2), "pre_bn_bias": (2.5, 5e-2)}
+TRAINING = {"weights": (5e-1, 5e-2), "pre_bn_bias": (4.0, 5e-2)}
 # Biases that feed a batch norm: it subtracts them straight back out, so their gradient is pure
 # rounding noise, which Adam normalises into lr-sized random steps on each side independently.
 PRE_BN_BIASES = {"g_b1", "g_b2", "g_b3", "g_b4"}

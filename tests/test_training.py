@@ -1,13 +1,15 @@
 """One training step changes exactly the variables it should, in each preset."""
 
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from genmnist import rundir
-from genmnist.models import legacy_variables
+from genmnist.models import BatchNorm, legacy_variables
 from genmnist.presets import PRESETS
 from genmnist.train import is_milestone
-from genmnist.training import GANTrainer
+from genmnist.training import FusedAdam, GANTrainer
 
 
 def _setup(preset_name, batch=8):
@@ -66,3 +68,55 @@ def test_adam_matches_the_legacy_hyperparameters():
 def test_milestones_follow_the_legacy_display_cadence():
     assert [i for i in range(2500) if is_milestone(i)] == (
         [0] + list(range(10, 100, 10)) + list(range(100, 1000, 100)) + [1000, 2000])
+
+
+def test_fused_adam_follows_keras_adam():
+    """ResourceApplyAdam computes Keras Adam's update: same weights and slots after several steps."""
+    results = []
+    for optimizer in (keras.optimizers.Adam, FusedAdam):
+        variable = keras.Variable(np.random.default_rng(0).normal(size=(40, 30)).astype("float32"))
+        adam = optimizer(5e-4, beta_1=0.5, beta_2=0.99, epsilon=1e-8)
+        adam.build([variable])
+        step = tf.function(lambda g: adam.apply_gradients([(g, variable)]))
+        for k in range(6):
+            step(tf.constant(np.random.default_rng(k + 1).normal(size=(40, 30)).astype("float32")))
+        results.append([variable.numpy(), adam._momentums[0].numpy(), adam._velocities[0].numpy()])
+        assert int(adam.iterations.numpy()) == 6
+        ops = {op.type for op in step.get_concrete_function(tf.TensorSpec([40, 30])).graph.get_operations()}
+        assert ("ResourceApplyAdam" in ops) == (optimizer is FusedAdam)
+    for keras_value, fused_value in zip(*results):
+        np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (16, 14, 14, 8)])
+def test_fused_batch_norm_matches_moments(shape):
+    """The fused kernel's output, gradients and moving-statistics update equal the tf.nn.moments path."""
+    x = tf.constant(np.random.default_rng(1).normal(2.0, 3.0, size=shape).astype("float32"))
+    upstream = tf.constant(np.random.default_rng(2).normal(size=shape).astype("float32"))
+    outputs = []
+    for fused in (False, True):
+        layer = BatchNorm(momentum=0.9, fused=fused)
+        layer.build(x.shape)
+        layer.beta.assign(np.linspace(-1, 1, shape[-1]).astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        outputs.append([y, *tape.gradient(loss, [x, layer.beta]), layer.moving_mean, layer.moving_variance])
+    for plain, fused in zip(*outputs):
+        np.testing.assert_allclose(np.asarray(fused), np.asarray(plain), rtol=1e-4, atol=2e-5)
+    assert abs(float(outputs[1][4][0]) - 1.0) > 0.1  # moving variance moved towards 9
+
+
+def test_joint_discriminator_pass_gives_the_separate_passes_result():
+    """D on concat(real, fake) is the same function as two passes: same losses and updated weights."""
+    results = []
+    for joint in (False, True):
+        trainer, _, real, z = _setup("default")
+        trainer.joint_d_pass = joint
+        metrics = trainer.train_step(real, z)
+        results.append(([float(metrics[k]) for k in ("d_loss", "g_loss", "d_real", "d_fake")],
+                        [v.numpy() for v in trainer.discriminator.trainable_variables]))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+    for separate, joint in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(joint, separate, rtol=1e-4, atol=1e-6)
