@@ -22,11 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from genmnist import images, rundir
+from genmnist import convert, images, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.errors import UserError, exit_on_user_error
 from genmnist.export import export_generator
-from genmnist.models import Z_DIM
+from genmnist.models import Z_DIM, legacy_variables
 from genmnist.losses import USER_LOSSES
 from genmnist.presets import MODELS, PRESETS, get_preset
 from genmnist.training import GANTrainer
@@ -95,6 +95,10 @@ def parse_args(argv=None):
                         "default: download MNIST with tensorflow-datasets")
     p.add_argument("--out", default=None,
                    help="run directory (default: runs/YYYYmmdd-HHMMSS)")
+    p.add_argument("--init-from", default=None, metavar="LEGACY_CKPT",
+                   help="start a new dcgan run from the weights of a legacy name-based checkpoint (a "
+                        "legacy_v1.train output or genmnist.convert --to-legacy) instead of the seeded "
+                        "initialisers; the seed still drives data order and noise")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint; its preset, seed and batch "
                         "size are kept, --steps may extend it")
@@ -121,6 +125,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.resume and not args.out:
         p.error("--resume needs --out RUN_DIR")
+    if args.init_from and (args.resume or args.model != "dcgan"):
+        p.error("--init-from starts a new dcgan run (the legacy checkpoint names are GANModel's)")
     return args
 
 
@@ -145,6 +151,7 @@ def _run_config(args):
                             pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range else None)
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
+            "init_from": os.path.abspath(args.init_from) if args.init_from else None,
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}}
 
@@ -202,6 +209,10 @@ def train(args):
         trainer = GANTrainer(generator, discriminator, preset, seed=seed, strategy=strategy)
     except ValueError as err:
         raise UserError(str(err)) from None
+    if config.get("init_from") and not args.resume:
+        values, prefix = convert.read_legacy(config["init_from"])
+        convert.assign_legacy(values, legacy_variables(generator, discriminator), prefix)
+        trainer.sync_sampler()
     chief = is_chief(strategy)
     step = tf.Variable(0, dtype=tf.int64, name="step")
     extra = {"ema_generator": trainer.sampler} if preset.ema_decay else {}

@@ -89,9 +89,14 @@ class GANTrainer:
         if preset.ema_decay:
             with self.strategy.scope():
                 self.sampler = keras.models.clone_model(generator)
-            self.sampler.set_weights(generator.get_weights())
+            self.sync_sampler()
         self.discriminator_step = tf.function(lambda real, z: self._on_replicas(self._discriminator_step, real, z))
         self.train_step = tf.function(self._distributed_train_step)
+
+    def sync_sampler(self):
+        """Start the weight average from G's current weights (after G's weights were replaced)."""
+        if self.sampler is not self.generator:
+            self.sampler.set_weights(self.generator.get_weights())
 
     def _on_replicas(self, step, real, z):
         """Run ``step`` on every replica's slice of the batch; average the reported metrics."""

@@ -3,7 +3,7 @@
 30 D-only warm-up steps, then per iteration one D step and one G step on the
 same z; losses printed and ``out1.bmp``..``out3.bmp`` written at the legacy
 DISPLAY_STEP cadence and at the last iteration; a name-based Saver checkpoint
-at the end.  Windows paths, scipy.misc and tf.contrib are gone; nothing else is fixed.
+at the end.  Two additions for parity work: ``--init-from`` and ``losses.csv``.  Windows paths, scipy.misc and tf.contrib are gone; nothing else is fixed.
 """
 
 import argparse
@@ -18,6 +18,21 @@ from genmnist.errors import UserError, exit_on_user_error
 
 WARMUP_D_STEPS = 30
 CHECKPOINT_NAME = "model"
+LOSSES_CSV = "losses.csv"  # not in the legacy script: both losses at every iteration, for parity curves
+
+
+def restore_network(model, sess, path):
+    """Load the network variables (no optimizer slots) of a name-based checkpoint into ``model``."""
+    import tensorflow as tf
+    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    if not prefix or not os.path.exists(prefix + ".index"):
+        raise UserError(f"no TF checkpoint at {path}; pass a checkpoint directory or prefix (e.g. OUT/model)")
+    stored = set(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+    wanted = {v.op.name: v for v in model.model_vars}
+    if set(wanted) - stored:
+        raise UserError(f"{prefix} lacks {', '.join(sorted(set(wanted) - stored))}")
+    with model.graph.as_default():
+        tf.compat.v1.train.Saver(wanted).restore(sess, prefix)
 
 
 def legacy_uint8(images):
@@ -54,6 +69,10 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=128, help="images per batch (legacy: 128)")
     p.add_argument("--learning-rate", type=float, default=0.0005,
                    help="Adam learning rate for D and G (legacy: 0.0005)")
+    p.add_argument("--init-from", default=None, metavar="LEGACY_CKPT",
+                   help="start from the network weights in this name-based checkpoint (directory or prefix, "
+                        "e.g. one written by genmnist.convert --to-legacy) instead of the seeded initialisers; "
+                        "lets v1 and genmnist train from identical weights")
     args = p.parse_args(argv)
     if args.steps <= 0 or args.batch_size <= 0:
         p.error("--steps and --batch-size must be positive")
@@ -78,12 +97,17 @@ def train(args):
     with model.session() as sess:
         writer = tf.compat.v1.summary.FileWriter(log_dir, model.graph)
         sess.run(model.init)
+        if args.init_from:
+            restore_network(model, sess, args.init_from)
+        loss_log = open(os.path.join(args.out, LOSSES_CSV), "w")
+        loss_log.write("step,d_loss,g_loss\n")
         for _ in range(WARMUP_D_STEPS):
             sess.run(model.d_train, model.feed(batcher.next_batch(), legacy_z(rng, args.batch_size)))
         for i in range(args.steps):
             feed = model.feed(batcher.next_batch(), legacy_z(rng, args.batch_size))
             _, d_loss = sess.run([model.d_train, model.d_loss], feed)
             _, g_loss, summary = sess.run([model.g_train, model.g_loss, model.summaries], feed)
+            loss_log.write(f"{i + 1},{d_loss:.6g},{g_loss:.6g}\n")
             if i in shown:
                 writer.add_summary(summary, i)
                 print(f"step {i}: d_loss {d_loss:.6f} g_loss {g_loss:.6f}", flush=True)
@@ -91,6 +115,7 @@ def train(args):
                 for k in range(3):
                     cv2.imwrite(os.path.join(args.out, f"out{k + 1}.bmp"), samples[k])
         writer.close()
+        loss_log.close()
         path = model.saver.save(sess, os.path.join(args.out, CHECKPOINT_NAME))
     print(f"saved {path}")
     return 0
