@@ -62,11 +62,11 @@ class GANTrainer:
         gradients across replicas, so the update equals the single-device one.
         """
         self.strategy = strategy or tf.distribute.get_strategy()
-        replicas = self.strategy.num_replicas_in_sync
-        if replicas > 1 and (preset.gp_weight or preset.clip):
-            raise ValueError("weight clipping and the gradient penalty are not supported with "
-                             "multi-replica strategies yet; use --strategy default")
-        self.loss_scale = 1.0 / replicas
+        self.loss_scale = 1.0 / self.strategy.num_replicas_in_sync
+        try:  # replicas on this worker (the default strategy has no worker_devices)
+            self.local_replicas = len(self.strategy.extended.worker_devices)
+        except RuntimeError:
+            self.local_replicas = 1
         self.joint_d_pass = True  # False: D on real and on fake separately, as the legacy graph
         self.generator = generator
         self.discriminator = discriminator
@@ -77,8 +77,9 @@ class GANTrainer:
         with self.strategy.scope():
             self.g_optimizer = self.adam(self.g_variables)
             self.d_optimizer = self.adam(self.d_variables)
-            # Draws the gradient-penalty interpolation weights; checkpointed with the run.
-            self.rng = tf.random.Generator.from_seed(seed)
+        # Draws the gradient-penalty interpolation weights for the whole global batch, outside the
+        # replicas (one stream, so a split batch gets the weights one device would); checkpointed.
+        self.rng = tf.random.Generator.from_seed(seed)
         self.loss_options = {}
         if preset.label_smoothing:
             if preset.loss not in ("minimax", "nonsaturating"):
@@ -100,7 +101,8 @@ class GANTrainer:
 
     def _on_replicas(self, step, real, z):
         """Run ``step`` on every replica's slice of the batch; average the reported metrics."""
-        per_replica = self.strategy.run(step, args=(real, z))
+        u = self._interpolation_weights(real) if self.preset.gp_weight else None
+        per_replica = self.strategy.run(step, args=(real, z, u))
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                 for k, v in per_replica.items()}
 
@@ -117,15 +119,37 @@ class GANTrainer:
         optimizer.build(variables)  # create slots now, not inside the traced step
         return optimizer
 
-    def _penalty(self, real, fake):
-        p = self.preset
-        if p.legacy_gradient_penalty:  # the legacy WGANModel: u per element, norm over axis 1
-            u, axes = self.rng.uniform(tf.shape(real)), [1]
-        else:
-            u, axes = self.rng.uniform([tf.shape(real)[0], 1, 1, 1]), [1, 2, 3]
-        return p.gp_weight * losses.gradient_penalty(self.discriminator, real, fake, u, axes)
+    def _interpolation_weights(self, real):
+        """u ~ U(0, 1) for every D step of this call and every example of the global batch.
 
-    def _update_discriminator(self, real, fake):
+        [n_critic, batch, 1, 1, 1], or per element [n_critic, batch, 28, 28, 1] for the
+        legacy WGANModel's penalty.  Drawn in cross-replica context; each replica slices its part.
+        """
+        local = self.strategy.experimental_local_results(real)
+        batch = tf.add_n([tf.shape(t)[0] for t in local])
+        per_example = tf.shape(local[0])[1:] if self.preset.legacy_gradient_penalty else [1, 1, 1]
+        return self.rng.uniform(tf.concat([[self.preset.n_critic, batch], per_example], 0))
+
+    def _replica_slice(self, u, real):
+        """This replica's rows of ``u``: replicas take consecutive slices of the (worker's) batch."""
+        context = tf.distribute.get_replica_context()
+        start = (context.replica_id_in_sync_group % self.local_replicas) * tf.shape(real)[0]
+        return u[:, start:start + tf.shape(real)[0]]
+
+    def _penalty(self, real, fake, u):
+        axes = [1] if self.preset.legacy_gradient_penalty else [1, 2, 3]  # legacy: norm over axis 1 only
+        return self.preset.gp_weight * losses.gradient_penalty(self.discriminator, real, fake, u, axes)
+
+    def _clip_discriminator(self):
+        """WGAN weight clipping, applied once per variable in cross-replica context (mirrored copies stay equal)."""
+        bound = self.preset.clip
+
+        def clip_all(strategy):
+            for variable in self.d_variables:
+                strategy.extended.update(variable.value, lambda v: v.assign(tf.clip_by_value(v, -bound, bound)))
+        tf.distribute.get_replica_context().merge_call(clip_all)
+
+    def _update_discriminator(self, real, fake, u=None):
         with tf.GradientTape() as tape:
             if self.joint_d_pass:  # one pass over 2b images: larger matmuls, half the op launches
                 scores = self.discriminator(tf.concat([real, fake], 0), training=True)
@@ -135,26 +159,26 @@ class GANTrainer:
                 fake_scores = self.discriminator(fake, training=True)
             d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
             if self.preset.gp_weight:
-                d_loss += self._penalty(real, fake)
+                d_loss += self._penalty(real, fake, u)
             scaled = d_loss * self.loss_scale
         grads = tape.gradient(scaled, self.d_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         if self.preset.clip:
-            for v in self.d_variables:
-                v.assign(tf.clip_by_value(v, -self.preset.clip, self.preset.clip))
+            self._clip_discriminator()
         report = tf.sigmoid if self.loss.sigmoid else tf.identity  # D(x) as a probability or a critic score
         return {"d_loss": d_loss,
                 "d_real": tf.reduce_mean(report(real_scores)),
                 "d_fake": tf.reduce_mean(report(fake_scores))}, real_scores
 
-    def _discriminator_step(self, real, z):
+    def _discriminator_step(self, real, z, u):
         """A D-only step (the legacy warm-up); ``z`` as for train_step, its first noise batch used."""
         if z.shape.rank == 3:
             z = z[:, 0]
-        metrics, _ = self._update_discriminator(real, self.generator(z, training=True))
+        u = None if u is None else self._replica_slice(u, real)[0]
+        metrics, _ = self._update_discriminator(real, self.generator(z, training=True), u)
         return metrics
 
-    def _train_step(self, real, z):
+    def _train_step(self, real, z, u):
         """``n_critic`` D steps on the same real batch, then a G step against the updated D.
 
         ``z`` is [b, n_critic, z_dim] (or [b, z_dim] when n_critic is 1): one noise
@@ -162,12 +186,13 @@ class GANTrainer:
         the G step reuses the last one, as the legacy code did.
         """
         z = z[None] if z.shape.rank == 2 else tf.transpose(z, [1, 0, 2])
+        u = [None] * self.preset.n_critic if u is None else self._replica_slice(u, real)
         for i in range(self.preset.n_critic - 1):
-            self._update_discriminator(real, self.generator(z[i], training=True))
+            self._update_discriminator(real, self.generator(z[i], training=True), u[i])
         with tf.GradientTape() as tape:
             fake = self.generator(z[-1], training=True)
             with tape.stop_recording():
-                metrics, real_scores = self._update_discriminator(real, tf.stop_gradient(fake))
+                metrics, real_scores = self._update_discriminator(real, tf.stop_gradient(fake), u[-1])
             fake_scores = self.discriminator(fake, training=True)
             _, g_loss = self.loss(real_scores, fake_scores)
             scaled = g_loss * self.loss_scale

@@ -1,8 +1,9 @@
 """Run by test_train_cli: one device vs MirroredStrategy over 2 logical CPUs, same global batch.
 
 Must be its own process: logical devices can only be configured before TF starts.
-Prints JSON with the largest differences in the reported losses and in the first
-update of every variable.
+Prints one JSON line per case (the DCGAN default preset; WGAN weight clipping with 5
+critic steps; WGAN-GP in both penalty forms) with the largest differences in the
+reported losses and in the first update of every variable.
 """
 
 import json
@@ -14,36 +15,49 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, sys.argv[1])
 from genmnist import rundir  # noqa: E402
 from genmnist.presets import get_preset  # noqa: E402
 from genmnist.training import GANTrainer  # noqa: E402
 
-preset = get_preset("dcgan", "default")
-real = tf.random.stateless_uniform([16, 28, 28, 1], [1, 2], -1.0, 1.0)
-z = tf.random.stateless_normal([16, 1, 100], [3, 4])
+CASES = {
+    "dcgan default": get_preset("dcgan", "default"),
+    "dcgan wgan clip": get_preset("dcgan", "default").with_loss("wgan"),
+    "wgan-gp": get_preset("wgan", "default"),
+    "legacy wgan-gp": get_preset("wgan", "legacy"),
+}
 
 
-def run(strategy):
+def run(strategy, preset):
+    low, high = preset.pixel_range
+    real = tf.random.stateless_uniform([16, 28, 28, 1], [1, 2], low, high)
+    z = tf.random.stateless_normal([16, preset.n_critic, 100], [3, 4])
     keras.utils.set_random_seed(0)
     with strategy.scope():
         generator, discriminator = rundir.build_models(preset)
-    trainer = GANTrainer(generator, discriminator, preset, strategy=strategy)
+    trainer = GANTrainer(generator, discriminator, preset, seed=5, strategy=strategy)
     before = [v.numpy().copy() for v in generator.variables + discriminator.variables]
     data = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((real, z)))
     metrics = trainer.train_step(*next(iter(data)))
     after = [v.numpy() for v in generator.variables + discriminator.variables]
-    return {k: float(v) for k, v in metrics.items()}, [a - b for a, b in zip(after, before)]
+    largest_d_weight = max(float(abs(v.numpy()).max()) for v in discriminator.trainable_variables)
+    return {k: float(v) for k, v in metrics.items()}, [a - b for a, b in zip(after, before)], largest_d_weight
 
 
-single_metrics, single_updates = run(tf.distribute.get_strategy())
 mirrored = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
-mirrored_metrics, mirrored_updates = run(mirrored)
-print(json.dumps({
-    "replicas": mirrored.num_replicas_in_sync,
-    "metric_rel_diff": max(abs(single_metrics[k] - mirrored_metrics[k]) / max(abs(single_metrics[k]), 1e-6)
-                           for k in single_metrics),
-    "update_abs_diff": max(float(abs(a - b).max()) for a, b in zip(single_updates, mirrored_updates)),
-    "update_max": max(float(abs(a).max()) for a in single_updates),
-}))
+for case, preset in CASES.items():
+    single_metrics, single_updates, _ = run(tf.distribute.get_strategy(), preset)
+    mirrored_metrics, mirrored_updates, largest = run(mirrored, preset)
+    print(json.dumps({
+        "case": case, "replicas": mirrored.num_replicas_in_sync, "clip": preset.clip,
+        "metric_rel_diff": max(abs(single_metrics[k] - mirrored_metrics[k]) / max(abs(single_metrics[k]), 1e-6)
+                               for k in single_metrics),
+        "update_abs_diff": max(float(abs(a - b).max()) for a, b in zip(single_updates, mirrored_updates)),
+        "update_max": max(float(abs(a).max()) for a in single_updates),
+        "update_rel_l2": float(np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(single_updates, mirrored_updates))
+                                       / sum((a ** 2).sum() for a in single_updates))),
+        "metric_abs_diff": max(abs(single_metrics[k] - mirrored_metrics[k]) for k in single_metrics),
+        "mirrored_largest_d_weight": largest,
+    }), flush=True)

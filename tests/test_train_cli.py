@@ -225,16 +225,21 @@ def test_eval_every_writes_metrics_to_csv(finished_run, tmp_path, monkeypatch):
 
 
 def test_mirrored_on_two_logical_cpus_matches_one_device():
-    """A global batch split over 2 replicas (synchronised batch norm, scaled losses) = one device."""
+    """A global batch split over 2 replicas = one device: synchronised batch norm, scaled losses,
+    weight clipping applied once per mirrored variable, penalty weights sliced per replica."""
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mirrored_check.py"), ROOT],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    diffs = json.loads(result.stdout.strip().splitlines()[-1])
-    assert diffs["replicas"] == 2
-    assert diffs["metric_rel_diff"] < 1e-5  # losses, D(x), D(G(z)) of the step
-    # Adam's first update is lr * m / (sqrt(v) + eps) ~ lr * sign(g): a float-level gradient
-    # difference can only flip it where g is ~0, so compare against the update size itself.
-    assert diffs["update_max"] > 1e-4 and diffs["update_abs_diff"] < 1e-6 + 0.05 * diffs["update_max"]
+    cases = {d["case"]: d for d in map(json.loads, result.stdout.strip().splitlines())}
+    assert sorted(cases) == ["dcgan default", "dcgan wgan clip", "legacy wgan-gp", "wgan-gp"]
+    for diffs in cases.values():
+        assert diffs["replicas"] == 2
+        assert diffs["metric_abs_diff"] < 1e-4  # losses, D(x), D(G(z)); a misaligned penalty gives 5e-3..3e-2
+        # Adam's early updates are ~lr * sign(g): float-level gradient differences flip a few
+        # near-zero elements, so compare whole updates (measured <= 6e-4; misaligned penalty: 0.12).
+        assert diffs["update_max"] > 1e-4 and diffs["update_rel_l2"] < 1e-2
+    assert cases["dcgan default"]["update_rel_l2"] < 1e-4
+    assert cases["dcgan wgan clip"]["mirrored_largest_d_weight"] <= 0.01 + 1e-7
 
 
 def test_mirrored_cli_run_writes_one_set_of_outputs(finished_run, tmp_path):
