@@ -167,8 +167,9 @@ class WGANModel:
             self.d_vars = v1.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES, "discriminator")
             self.g_vars = v1.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES, "generator")
             adam = dict(learning_rate=learning_rate, beta1=beta1, beta2=beta2)
-            self.d_train = v1.train.AdamOptimizer(**adam).minimize(self.d_loss, var_list=self.d_vars)
-            self.g_train = v1.train.AdamOptimizer(**adam).minimize(self.g_loss, var_list=self.g_vars)
+            self.d_optimizer, self.g_optimizer = v1.train.AdamOptimizer(**adam), v1.train.AdamOptimizer(**adam)
+            self.d_train = self.d_optimizer.minimize(self.d_loss, var_list=self.d_vars)
+            self.g_train = self.g_optimizer.minimize(self.g_loss, var_list=self.g_vars)
             self.saver = v1.train.Saver()
             self.init = v1.global_variables_initializer()
 

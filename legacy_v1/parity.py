@@ -54,10 +54,12 @@ rewrites off on both sides):
 The achieved numbers are recorded in docs/parity.md.
 
 The WGAN-GP pair (legacy ``WGANModel`` against genmnist's legacy WGAN preset,
-penalty bug included) goes through stages 1-4 at batch min(B, 64), with the
-interpolation weights u fed to both as one NumPy array; its gradients pass
+penalty bug included) goes through the same stages at batch min(B, 64), with
+the interpolation weights u fed to both as NumPy arrays; its gradients pass
 through the penalty's double backward pass, whose reordered sums get atol 2e-6.
-WGAN training (stages 5-6) is not compared yet.
+Its step and training stages run ``--wgan-steps`` legacy WGAN iterations (5
+critic steps with fresh z and u on one real batch, then a G step on the last
+z); the step stage's weights get atol 1e-5, 10% of one Adam step (lr 1e-4).
 """
 
 import os
@@ -94,7 +96,7 @@ def plain_arithmetic():
 from genmnist import losses, rundir  # noqa: E402
 from genmnist.errors import exit_on_user_error  # noqa: E402
 from genmnist.models import legacy_variables  # noqa: E402
-from genmnist.presets import PRESETS  # noqa: E402
+from genmnist.presets import PRESETS, WGAN_PRESETS  # noqa: E402
 from genmnist.training import GANTrainer  # noqa: E402
 from legacy_v1.batching import LegacyBatcher, legacy_z  # noqa: E402
 from legacy_v1.model import GANModel  # noqa: E402
@@ -112,6 +114,10 @@ TOLERANCES = {
 # WGAN-GP gradients also go through the penalty's double backward pass: more reordered sums
 # that cancel (D's conv biases: ~8e-7 on values ~7e-4 at batch 8).
 WGAN_GRADIENTS = (1e-5, 2e-6)
+# WGAN-GP teacher-forced iteration (5 critic steps, then a G step; lr 1e-4): losses rtol 1e-5,
+# weights atol 1e-5 = 10% of one Adam step, as for the DCGAN's G weights (achieved: docs/parity.md).
+WGAN_STEP_LOSSES = (1e-5, 1e-6)
+WGAN_STEP_WEIGHTS = (1e-5, 1e-5)
 STEP_G_WEIGHTS = (1e-4, 5e-5)      # 10% of one Adam step (lr 5e-4)
 STEP_PRE_BN_BIAS = (0.0, 1e-3)     # 2 lr: a rounding-noise gradient may flip an Adam step's sign
 # Free-running training: (max drift ||v1-v2|| / ||v1-v1_0||, max abs diff) per kind of variable.
@@ -305,9 +311,7 @@ def stage_training(pair, batches_v1, zs, warmup=WARMUP_D_STEPS, forced=False):
     worst = {}
 
     def keep(row):
-        old = worst.get(row.quantity)
-        if old is None or (not row.ok and old.ok) or (row.ok == old.ok and row.max_rel > old.max_rel):
-            worst[row.quantity] = row
+        keep_worst(worst, row)
 
     for step, (real, z) in enumerate(zip(batches_v1, zs)):
         if forced:
@@ -341,8 +345,10 @@ def stage_training(pair, batches_v1, zs, warmup=WARMUP_D_STEPS, forced=False):
 
 
 @plain_arithmetic()
-def run(batch_size=128, steps=50, seed=0, data_dir=None, warmup=WARMUP_D_STEPS, free_running=True, wgan=True):
-    """All stages; returns the table rows.  ``steps`` counts iterations after the ``warmup`` D-only ones."""
+def run(batch_size=128, steps=50, seed=0, data_dir=None, warmup=WARMUP_D_STEPS, free_running=True, wgan=True,
+        wgan_steps=10):
+    """All stages; returns the table rows.  ``steps`` counts iterations after the ``warmup`` D-only ones;
+    ``wgan_steps`` the WGAN-GP pair's iterations (5 critic steps and a G step each)."""
     rng = np.random.default_rng(seed)
     total = warmup + steps
     pixels = real_pixels(data_dir, batch_size * (total + 1), rng)
@@ -362,35 +368,103 @@ def run(batch_size=128, steps=50, seed=0, data_dir=None, warmup=WARMUP_D_STEPS, 
         rows += stage_training(pair, batches, zs, warmup)
         pair.sess.close()
     if wgan:
-        rows += run_wgan(min(batch_size, 64), seed, data_dir)  # the legacy WGANModel's batch is 64
+        rows += run_wgan(min(batch_size, 64), wgan_steps, seed, data_dir, free_running)  # the legacy WGANModel's batch is 64
     return rows
 
 
+class WganPair:
+    """The legacy WGANModel graph and genmnist's legacy WGAN preset models, v1's weights copied into v2.
+
+    v2's interpolation weights u come from a variable the caller fills, so both
+    sides see the same NumPy u (the legacy per-element draw) at every critic step.
+    """
+
+    def __init__(self, batch_size, seed):
+        import keras
+        from legacy_v1.model import WGANModel
+        self.preset = p = WGAN_PRESETS["legacy"]
+        self.v1 = WGANModel(batch_size, p.learning_rate, p.beta1, p.beta2, p.gp_weight, seed=seed)
+        keras.utils.set_random_seed(seed)
+        self.generator, self.critic = rundir.build_models(p)
+        self.table = {}
+        for scope, model, prefix, count in (("generator", self.generator, "g", 5), ("discriminator", self.critic, "d", 4)):
+            for i in range(1, count + 1):
+                layer = model.get_layer(f"{prefix}_{i}")
+                layer = getattr(layer, "layer", layer)
+                self.table[f"{scope}/{prefix}_w{i}"], self.table[f"{scope}/{prefix}_b{i}"] = layer.kernel, layer.bias
+        self.v1_vars = {v.name[:-2]: v for v in self.v1.model_vars}
+        self.sess = self.v1.session()
+        self.sess.run(self.v1.init)
+        self.trainer = self.u = None
+
+    def copy_v1_to_v2(self):
+        for name, value in self.sess.run(self.v1_vars).items():
+            self.table[name].assign(value)
+
+    def make_trainer(self):
+        """A GANTrainer whose penalty weights are read from ``self.u`` [n_critic, b, 28, 28, 1]."""
+        self.trainer = GANTrainer(self.generator, self.critic, self.preset)
+        self.u = tf.Variable(tf.zeros([self.preset.n_critic, *self.v1.X.shape]))
+        self.trainer._interpolation_weights = lambda real: self.u.read_value()
+
+    def slot_pairs(self):
+        name_of = {id(v): n for n, v in self.table.items()}
+        pairs = []
+        for v1_opt, v1_vars, k_opt in ((self.v1.d_optimizer, self.v1.d_vars, self.trainer.d_optimizer),
+                                       (self.v1.g_optimizer, self.v1.g_vars, self.trainer.g_optimizer)):
+            for var in v1_vars:
+                keras_var = self.table[var.name[:-2]]
+                assert name_of[id(keras_var)] == var.name[:-2]
+                index = k_opt._get_variable_index(keras_var)
+                pairs += [(v1_opt.get_slot(var, "m"), k_opt._momentums[index]),
+                          (v1_opt.get_slot(var, "v"), k_opt._velocities[index])]
+        return pairs
+
+    def iterate(self, real, zs, us):
+        """One legacy WGAN iteration on both sides: n_critic critic steps (fresh z and u each, same
+        real batch), then a G step on the last z.  Returns (v1 losses, v2 losses), d_loss of the last critic step."""
+        v1 = self.v1
+        for z, u in zip(zs, us):
+            _, d1 = self.sess.run([v1.d_train, v1.d_loss], {v1.X: real, v1.Z: z, v1.U: u})
+        _, g1 = self.sess.run([v1.g_train, v1.g_loss], {v1.X: real, v1.Z: zs[-1], v1.U: us[-1]})
+        self.u.assign(us)
+        m = self.trainer.train_step(tf.constant(real), tf.constant(np.transpose(zs, [1, 0, 2])))
+        return (d1, g1), (float(m["d_loss"]), float(m["g_loss"]))
+
+
 @plain_arithmetic()
-def run_wgan(batch_size=64, seed=0, data_dir=None):
-    """Stages 1-4 for the WGAN-GP pair (legacy WGANModel against genmnist's legacy WGAN preset).
+def run_wgan(batch_size=64, steps=10, seed=0, data_dir=None, free_running=True):
+    """All stages for the WGAN-GP pair (legacy WGANModel against genmnist's legacy WGAN preset).
 
     The interpolation weights u (drawn per element, the legacy bug) are fed to
-    both sides as the same NumPy array; the penalty's norm runs over axis 1 on both.
-    Training is not compared yet.
+    both sides as the same NumPy arrays; the penalty's norm runs over axis 1 on both.
     """
-    import keras
-    from genmnist.presets import WGAN_PRESETS
-    from legacy_v1.model import WGANModel
-    preset = WGAN_PRESETS["legacy"]
     rng = np.random.default_rng(seed)
-    real = real_pixels(data_dir, batch_size, rng).reshape(-1, 28, 28, 1)
-    z, u = legacy_z(rng, batch_size), rng.random(real.shape).astype(np.float32)
-    v1 = WGANModel(batch_size, preset.learning_rate, preset.beta1, preset.beta2, preset.gp_weight, seed=seed)
-    keras.utils.set_random_seed(seed)
-    generator, critic = rundir.build_models(preset)
-    table = {}
-    for scope, model, prefix, count in (("generator", generator, "g", 5), ("discriminator", critic, "d", 4)):
-        for i in range(1, count + 1):
-            layer = model.get_layer(f"{prefix}_{i}")
-            layer = getattr(layer, "layer", layer)
-            table[f"{scope}/{prefix}_w{i}"], table[f"{scope}/{prefix}_b{i}"] = layer.kernel, layer.bias
-    v1_vars = {v.name[:-2]: v for v in v1.model_vars}
+    n_critic = WGAN_PRESETS["legacy"].n_critic
+    pixels = real_pixels(data_dir, batch_size * (steps + 1), rng).reshape(-1, batch_size, 28, 28, 1)
+    z, u = legacy_z(rng, batch_size), rng.random(pixels[0].shape).astype(np.float32)
+    zs = rng.standard_normal((steps, n_critic, batch_size, 100)).astype(np.float32)
+    us = rng.random((steps, n_critic, *pixels[0].shape)).astype(np.float32)
+    pair = WganPair(batch_size, seed)
+    rows = wgan_stages_1_to_3(pair, pixels[0], z, u)
+    if any(not r.ok for r in rows if r.stage == "wgan-vars"):
+        return rows
+    pair.copy_v1_to_v2()
+    pair.make_trainer()
+    rows += wgan_training(pair, pixels[1:], zs, us, forced=True)
+    pair.sess.close()
+    if free_running:
+        pair = WganPair(batch_size, seed)
+        pair.copy_v1_to_v2()
+        pair.make_trainer()
+        rows += wgan_training(pair, pixels[1:], zs, us, forced=False)
+        pair.sess.close()
+    return [dataclasses.replace(r, stage="wgan-" + r.stage) if not r.stage.startswith("wgan") else r for r in rows]
+
+
+def wgan_stages_1_to_3(pair, real, z, u):
+    """Variables, forward passes and losses (penalty included), gradients of both losses."""
+    v1, table, v1_vars, critic, preset = pair.v1, pair.table, pair.v1_vars, pair.critic, pair.preset
     bad = set(v1_vars) ^ set(table) | {n for n in set(v1_vars) & set(table)
                                        if tuple(v1_vars[n].shape) != tuple(table[n].shape)}
     rows = [Row("wgan-vars", f"names+shapes ({len(v1_vars)} v1, {len(table)} v2)", float(len(bad)), 0.0, 0, 0,
@@ -401,16 +475,11 @@ def run_wgan(batch_size=64, seed=0, data_dir=None):
         grads = {loss: dict(zip(v1_vars, tf.gradients(getattr(v1, loss), list(v1_vars.values()))))
                  for loss in ("d_loss", "g_loss")}
         d_real, d_fake = v1.discriminator(v1.X, reuse=True), v1.discriminator(v1.Gz, reuse=True)
-    sess = v1.session()
-    sess.run(v1.init)
-    values = sess.run(v1_vars)
-    outs = sess.run({"G(z)": v1.Gz, "D(real)": d_real, "D(fake)": d_fake, "gradient penalty": v1.gradient_penalty,
-                     "d_loss": v1.d_loss, "g_loss": v1.g_loss, "grads": grads}, {v1.X: real, v1.Z: z, v1.U: u})
-    sess.close()
-    for name, value in values.items():
-        table[name].assign(value)
+    outs = pair.sess.run({"G(z)": v1.Gz, "D(real)": d_real, "D(fake)": d_fake, "gradient penalty": v1.gradient_penalty,
+                          "d_loss": v1.d_loss, "g_loss": v1.g_loss, "grads": grads}, {v1.X: real, v1.Z: z, v1.U: u})
+    pair.copy_v1_to_v2()
     with tf.GradientTape(persistent=True) as tape:
-        fake = generator(z, training=True)
+        fake = pair.generator(z, training=True)
         real_scores, fake_scores = critic(real, training=True), critic(fake, training=True)
         penalty = losses.gradient_penalty(critic, real, fake, u, [1])
         d_loss, g_loss = losses.get(preset.loss)(real_scores, fake_scores)
@@ -425,7 +494,44 @@ def run_wgan(batch_size=64, seed=0, data_dir=None):
             grad = np.zeros(table[name].shape, np.float32) if grad is None else grad  # g_loss ignores D's last bias
             rows.append(compare("gradients", f"wgan d {loss_name}/d {name}", outs["grads"][loss_name][name], grad,
                                 WGAN_GRADIENTS))
-    return [dataclasses.replace(r, stage="wgan-" + r.stage) if not r.stage.startswith("wgan") else r for r in rows]
+    return rows
+
+
+def wgan_training(pair, reals, zs, us, forced):
+    """Stage 5 (``forced``: v2 reset to v1's weights and Adam moments before every iteration, element-wise
+    tolerances) or 6 (free-running, drift bounds) for the WGAN-GP pair; the worst row per quantity."""
+    stage = "step" if forced else "training"
+    slots = pair.slot_pairs() if forced else None
+    initial = pair.sess.run(pair.v1_vars)
+    worst = {}
+    for real, z, u in zip(reals, zs, us):
+        if forced:
+            pair.copy_v1_to_v2()
+            for value, (_, keras_slot) in zip(pair.sess.run([s for s, _ in slots]), slots):
+                keras_slot.assign(value)
+        (d1, g1), (d2, g2) = pair.iterate(real, z, u)
+        tolerance = WGAN_STEP_LOSSES if forced else TOLERANCES["training"]
+        for name, a, b in (("d_loss per step", d1, d2), ("g_loss per step", g1, g2)):
+            keep_worst(worst, compare(stage, f"wgan {name}", a, b, tolerance))
+        v1_values = pair.sess.run(pair.v1_vars)
+        for name, a in v1_values.items():
+            b = pair.table[name].numpy()
+            if forced:
+                keep_worst(worst, compare(stage, f"wgan {name}", a, b, WGAN_STEP_WEIGHTS))
+                continue
+            moved = np.linalg.norm(a - initial[name])
+            max_abs = float(np.abs(a - b).max())
+            drift = float(np.linalg.norm(a - b) / moved) if moved else (np.inf if max_abs else 0.0)
+            rdrift, atol = TRAINING["weights"]
+            keep_worst(worst, Row(stage, f"wgan {name}", max_abs, drift, rdrift, atol, drift <= rdrift and max_abs <= atol))
+    return list(worst.values())
+
+
+def keep_worst(worst, row):
+    """Keep, per quantity, the failing row if any, else the one with the largest relative difference."""
+    old = worst.get(row.quantity)
+    if old is None or (not row.ok and old.ok) or (row.ok == old.ok and row.max_rel > old.max_rel):
+        worst[row.quantity] = row
 
 
 def control(batch_size=128, steps=50, seed=0, data_dir=None, warmup=WARMUP_D_STEPS):
@@ -487,7 +593,8 @@ def summarize(rows):
         out.append(dataclasses.replace(w, quantity=f"{w.quantity} (worst of {len(grads)})",
                                        ok=all(r.ok for r in grads)))
         out += [r for r in grads if not r.ok and r is not w]
-    order = list(TOLERANCES) + ["wgan-vars", "wgan-forward", "wgan-losses", "wgan-gradients"]
+    order = list(TOLERANCES) + ["wgan-vars", "wgan-forward", "wgan-losses", "wgan-gradients", "wgan-step",
+                                "wgan-training"]
     return sorted(out, key=lambda r: order.index(r.stage))
 
 
@@ -501,6 +608,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=50,
                    help="training iterations compared after the 30 D-only warm-up steps (also compared)")
     p.add_argument("--seed", type=int, default=0, help="seeds both models' initialisers, data and z")
+    p.add_argument("--wgan-steps", type=int, default=10,
+                   help="WGAN-GP iterations compared in the step and training stages (5 critic steps + 1 G step each)")
     p.add_argument("--warmup-d-steps", type=int, default=WARMUP_D_STEPS,
                    help="D-only steps before the compared iterations (the legacy schedule's 30)")
     p.add_argument("--control", action="store_true",
@@ -508,7 +617,7 @@ def main(argv=None):
                         "weight nudged by one ulp, on the same batches")
     p.add_argument("--full", action="store_true", help="print every gradient and variable row, not only the worst")
     args = p.parse_args(argv)
-    if args.batch_size <= 0 or args.steps <= 0 or args.warmup_d_steps < 0:
+    if args.batch_size <= 0 or args.steps <= 0 or args.wgan_steps <= 0 or args.warmup_d_steps < 0:
         p.error("--batch-size and --steps must be positive, --warmup-d-steps not negative")
     if args.control:
         with exit_on_user_error("legacy_v1.parity"):
@@ -520,7 +629,8 @@ def main(argv=None):
               "the relative difference for losses")
         return 0
     with exit_on_user_error("legacy_v1.parity"):
-        rows = run(args.batch_size, args.steps, args.seed, args.data_dir, args.warmup_d_steps)
+        rows = run(args.batch_size, args.steps, args.seed, args.data_dir, args.warmup_d_steps,
+                   wgan_steps=args.wgan_steps)
     print(HEADER)
     for row in rows if args.full else summarize(rows):
         print(row.line())

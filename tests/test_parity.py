@@ -20,7 +20,7 @@ from legacy_v1.model import GANModel  # noqa: E402
 
 
 def test_all_stages_pass_at_small_scale():
-    rows = parity.run(batch_size=8, steps=3, seed=1, warmup=3)
+    rows = parity.run(batch_size=8, steps=3, seed=1, warmup=3, wgan_steps=2)
     failed = [r.line() for r in rows if not r.ok]
     assert not failed, "\n".join(failed)
     stages = [r.stage for r in rows]
@@ -30,6 +30,22 @@ def test_all_stages_pass_at_small_scale():
     assert len(exact) == 7 and all(r.max_abs < 1e-6 for r in exact)
     assert stages.count("wgan-gradients") == 2 * 18 and stages.count("wgan-forward") == 3
     assert any(r.quantity == "wgan gradient penalty" for r in rows)
+    # WGAN-GP iterations: both losses + 18 variables, teacher-forced and free-running
+    assert stages.count("wgan-step") == 18 + 2 and stages.count("wgan-training") == 18 + 2
+
+
+def test_wgan_step_stage_catches_a_wrong_critic_learning_rate():
+    """The teacher-forced WGAN-GP stage fails when v2's critic Adam differs (lr x 2)."""
+    rng = np.random.default_rng(0)
+    pair = parity.WganPair(8, 0)
+    pair.copy_v1_to_v2()
+    pair.make_trainer()
+    pair.trainer.d_optimizer.learning_rate.assign(2 * pair.preset.learning_rate)
+    real = parity.real_pixels(None, 8, rng).reshape(1, 8, 28, 28, 1)
+    zs = rng.standard_normal((1, 5, 8, 100)).astype(np.float32)
+    us = rng.random((1, 5, 8, 28, 28, 1)).astype(np.float32)
+    rows = parity.wgan_training(pair, real, zs, us, forced=True)
+    assert any(not r.ok and "discriminator" in r.quantity for r in rows)
 
 
 def _pair_and_batch(seed=0, batch=8):
