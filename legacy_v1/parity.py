@@ -59,7 +59,7 @@ the interpolation weights u fed to both as NumPy arrays; its gradients pass
 through the penalty's double backward pass, whose reordered sums get atol 2e-6.
 Its step and training stages run ``--wgan-steps`` legacy WGAN iterations (5
 critic steps with fresh z and u on one real batch, then a G step on the last
-z); the step stage's weights get atol 1e-5, 10% of one Adam step (lr 1e-4).
+z); the step stage's weights are checked by share (WGAN_STEP_SHARE below).
 """
 
 import os
@@ -114,10 +114,15 @@ TOLERANCES = {
 # WGAN-GP gradients also go through the penalty's double backward pass: more reordered sums
 # that cancel (D's conv biases: ~8e-7 on values ~7e-4 at batch 8).
 WGAN_GRADIENTS = (1e-5, 2e-6)
-# WGAN-GP teacher-forced iteration (5 critic steps, then a G step; lr 1e-4): losses rtol 1e-5,
-# weights atol 1e-5 = 10% of one Adam step, as for the DCGAN's G weights (achieved: docs/parity.md).
+# WGAN-GP teacher-forced iteration (5 critic steps, then a G step; lr 1e-4).  Losses: rtol 1e-5.
+# Weights: Adam normalises each gradient element by its own running RMS, so an element whose
+# gradient is ~0 steps by up to lr either way on rounding alone; in the 6.4M-element g_w2 a few
+# do.  So the check is a share: at most WGAN_STEP_SHARE of a variable's elements (or 2 elements)
+# may differ by more than 10% of one Adam step (1e-5), none by more than 2 lr per optimizer step.
+# A wrong lr, beta or schedule moves most elements (tests/test_parity.py doubles the critic's lr).
 WGAN_STEP_LOSSES = (1e-5, 1e-6)
-WGAN_STEP_WEIGHTS = (1e-5, 1e-5)
+WGAN_STEP_ATOL = 1e-5
+WGAN_STEP_SHARE = 1e-3
 STEP_G_WEIGHTS = (1e-4, 5e-5)      # 10% of one Adam step (lr 5e-4)
 STEP_PRE_BN_BIAS = (0.0, 1e-3)     # 2 lr: a rounding-noise gradient may flip an Adam step's sign
 # Free-running training: (max drift ||v1-v2|| / ||v1-v1_0||, max abs diff) per kind of variable.
@@ -155,7 +160,8 @@ class Row:
 
 HEADER = (f"{'stage':<14} {'quantity':<48} {'max abs':>9} {'max rel':>9} {'rtol':>7} {'atol':>7}  result")
 FOOTNOTE = ("training rows of trained variables: 'max rel' is the drift ||v1 - v2|| / ||v1 - v1_initial|| "
-            "and 'rtol' its limit")
+            "and 'rtol' its limit; wgan-step weight rows: 'max rel' is the share of elements off by more than "
+            "'atol' and 'rtol' its limit")
 
 
 def compare(stage, quantity, v1_value, v2_value, tolerance=None):
@@ -501,6 +507,7 @@ def wgan_training(pair, reals, zs, us, forced):
     """Stage 5 (``forced``: v2 reset to v1's weights and Adam moments before every iteration, element-wise
     tolerances) or 6 (free-running, drift bounds) for the WGAN-GP pair; the worst row per quantity."""
     stage = "step" if forced else "training"
+    n_critic = pair.preset.n_critic
     slots = pair.slot_pairs() if forced else None
     initial = pair.sess.run(pair.v1_vars)
     worst = {}
@@ -517,7 +524,9 @@ def wgan_training(pair, reals, zs, us, forced):
         for name, a in v1_values.items():
             b = pair.table[name].numpy()
             if forced:
-                keep_worst(worst, compare(stage, f"wgan {name}", a, b, WGAN_STEP_WEIGHTS))
+                steps = n_critic if name.startswith("discriminator") else 1
+                keep_worst(worst, compare_share(stage, f"wgan {name}", a, b, WGAN_STEP_ATOL, WGAN_STEP_SHARE,
+                                                2 * pair.preset.learning_rate * steps))
                 continue
             moved = np.linalg.norm(a - initial[name])
             max_abs = float(np.abs(a - b).max())
@@ -525,6 +534,16 @@ def wgan_training(pair, reals, zs, us, forced):
             rdrift, atol = TRAINING["weights"]
             keep_worst(worst, Row(stage, f"wgan {name}", max_abs, drift, rdrift, atol, drift <= rdrift and max_abs <= atol))
     return list(worst.values())
+
+
+def compare_share(stage, quantity, v1_value, v2_value, atol, share, bound):
+    """A row whose 'max rel' is the share of elements differing by more than ``atol`` ('rtol': its limit);
+    fails past that share or when any element differs by more than ``bound``."""
+    diff = np.abs(np.asarray(v1_value, np.float64) - np.asarray(v2_value, np.float64))
+    count = int((diff > atol).sum())
+    allowed = max(share * diff.size, 2)  # a 1024-element bias may have a flipped element or two
+    return Row(stage, quantity, float(diff.max(initial=0)), count / diff.size, share, atol,
+               count <= allowed and float(diff.max(initial=0)) <= bound)
 
 
 def keep_worst(worst, row):

@@ -1,0 +1,127 @@
+"""GAN family benchmark (issue 5): every loss x model on real MNIST at one step budget, several seeds.
+
+    python bench/gan_family.py --steps 1000 --seeds 0 1
+
+Each (model, loss, seed) is one ``python -m genmnist.train --model M --loss L``
+run from the model's default preset (the loss brings its own schedule: 5
+critic steps and clipping 0.01 for wgan, 5 critic steps and penalty 10 for
+wgan-gp), scored with genmnist.evaluate on ``--num`` samples.  A run that
+stops on a non-finite loss (exit 3) is reported as diverged; one whose
+samples cover at most ``COLLAPSED_CLASSES`` digit classes at >= 5% as mode
+collapse.  Finished runs are not retrained, so the benchmark can be resumed.
+Writes ``bench/results/gan_family.{json,md}`` and a grid per row after every run.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import numpy as np  # noqa: E402
+
+from genmnist import evaluate, images  # noqa: E402
+from genmnist.classifier import get_classifier  # noqa: E402
+from genmnist.data import load_mnist  # noqa: E402
+from genmnist.losses import USER_LOSSES  # noqa: E402
+from quality import evaluate_run  # noqa: E402
+
+METRICS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl_uniform", "precision", "recall")
+COLLAPSED_CLASSES = 3
+
+
+def train(run_dir, model, loss, seed, steps, data_dir):
+    """(exit code, wall seconds); 0 without training when the run already reached ``steps``."""
+    if os.path.exists(os.path.join(run_dir, "checkpoints", f"ckpt-{steps}.index")):
+        return 0, None
+    cmd = [sys.executable, "-m", "genmnist.train", "--model", model, "--loss", loss, "--seed", str(seed),
+           "--steps", str(steps), "--out", run_dir, "--data-dir", data_dir, "--log-every", "50",
+           "--checkpoint-every", "1000000", "--no-export"]
+    start = time.perf_counter()
+    with open(run_dir + ".log", "w") as log:
+        code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    return code, time.perf_counter() - start
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    p.add_argument("--models", nargs="+", default=["dcgan", "wgan"])
+    p.add_argument("--losses", nargs="+", default=list(USER_LOSSES), choices=USER_LOSSES)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--steps", type=int, default=1000, help="generator steps per run (the same for every row)")
+    p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
+    p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench-gan-family"))
+    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    args = p.parse_args()
+
+    classifier = get_classifier(args.data_dir)
+    real = evaluate.prepare_real(classifier, load_mnist(args.data_dir, "test").images)
+    ceiling = evaluate.evaluate_images(load_mnist(args.data_dir, "train").images[:args.num], classifier, real)
+    os.makedirs(args.runs, exist_ok=True)
+    os.makedirs(args.results, exist_ok=True)
+    json_path = os.path.join(args.results, "gan_family.json")
+    rows = json.load(open(json_path))["rows"] if os.path.exists(json_path) else []
+    done = {(r["model"], r["loss"], r["seed"], r["steps"]) for r in rows}
+    for model in args.models:
+        for loss in args.losses:
+            for seed in args.seeds:
+                if (model, loss, seed, args.steps) in done:
+                    continue
+                run_dir = os.path.join(args.runs, f"{model}-{loss}-seed{seed}-{args.steps}")
+                code, wall = train(run_dir, model, loss, seed, args.steps, args.data_dir)
+                row = {"model": model, "loss": loss, "seed": seed, "steps": args.steps, "exit_code": code,
+                       "train_seconds": None if wall is None else round(wall, 1)}
+                if code == 0:
+                    results, pixels = evaluate_run(run_dir, classifier, real, args.num, seed)
+                    row.update({k: results["preset"][k] for k in METRICS})
+                    images.write_png(os.path.join(args.results, f"gan-family-{model}-{loss}-seed{seed}.png"),
+                                     images.grid(pixels[:64]))
+                row["failure"] = ("diverged (non-finite loss)" if code == 3 else f"exit {code}" if code else
+                                  "mode collapse" if row["classes_covered"] <= COLLAPSED_CLASSES else "")
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                write_results(args, rows, ceiling)
+
+
+def write_results(args, rows, ceiling):
+    command = "python " + " ".join(sys.argv)
+    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+    with open(os.path.join(args.results, "gan_family.json"), "w") as f:
+        json.dump({"command": command, "machine": machine, "rows": rows,
+                   "real_vs_real": {k: ceiling[k] for k in METRICS}}, f, indent=1)
+    lines = ["# GAN family benchmark (issue 5)", "", f"Command: `{command}`  ", f"Machine: {machine}  ",
+             f"Samples per evaluation: {args.num}. Values: mean (min..max over seeds) of the finished runs; "
+             f"'failures' counts diverged runs and runs covering <= {COLLAPSED_CLASSES} classes (mode collapse). "
+             "Grids: `gan-family-MODEL-LOSS-seedS.png`.", "",
+             "| model | loss | steps | seeds | " + " | ".join(METRICS) + " | train s | failures |",
+             "|" + "---|" * (len(METRICS) + 6)]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["loss"], r["steps"]), []).append(r)
+    for (model, loss, steps), group in groups.items():
+        finished = [r for r in group if r["exit_code"] == 0]
+        cells = []
+        for k in METRICS:
+            values = np.array([r[k] for r in finished], float)
+            cells.append("-" if not len(values) else f"{values.mean():.3f}" if np.ptp(values) == 0
+                         else f"{values.mean():.3f} ({values.min():.3f}..{values.max():.3f})")
+        walls = [r["train_seconds"] for r in group if r["train_seconds"] is not None]
+        failures = [f"seed {r['seed']}: {r['failure']}" for r in group if r["failure"]]
+        wall = f"{np.mean(walls):.0f}" if walls else "-"
+        lines.append(f"| {model} | {loss} | {steps} | {len(group)} | " + " | ".join(cells)
+                     + f" | {wall} | {'; '.join(failures) or 'none'} |")
+    lines.append("| real vs real | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | | |")
+    with open(os.path.join(args.results, "gan_family.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
