@@ -550,9 +550,10 @@ def compare_share(stage, quantity, v1_value, v2_value, atol, share, bound):
 
 
 def keep_worst(worst, row):
-    """Keep, per quantity, the failing row if any, else the one with the largest relative difference."""
+    """Keep, per quantity, the failing row if any, else the one with the largest relative (then absolute) difference."""
     old = worst.get(row.quantity)
-    if old is None or (not row.ok and old.ok) or (row.ok == old.ok and row.max_rel > old.max_rel):
+    if old is None or (not row.ok and old.ok) or (
+            row.ok == old.ok and (row.max_rel, row.max_abs) > (old.max_rel, old.max_abs)):
         worst[row.quantity] = row
 
 
