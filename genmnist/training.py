@@ -67,15 +67,15 @@ class GANTrainer:
             self.local_replicas = len(self.strategy.extended.worker_devices)
         except RuntimeError:
             self.local_replicas = 1
-        # One D pass over concat(real, fake) instead of two: same function, fewer and larger ops.
-        # Only for the sigmoid losses: a critic loss is a difference of means whose gradient
-        # cancels exactly for some critic parameters, and one joint reduction leaves rounding
-        # noise there that Adam turns into lr-sized steps (seen in the legacy WGAN-GP parity).
-        self.joint_d_pass = losses.get(preset.loss).sigmoid
         self.generator = generator
         self.discriminator = discriminator
         self.preset = preset
         self.loss = losses.get(preset.loss)
+        # One D pass over concat(real, fake) instead of two: same function, fewer and larger ops.
+        # Only for the sigmoid losses: a critic loss is a difference of means whose gradient
+        # cancels exactly for some critic parameters, and one joint reduction leaves rounding
+        # noise there that Adam turns into lr-sized steps (seen in the legacy WGAN-GP parity).
+        self.joint_d_pass = self.loss.sigmoid
         self.g_variables = generator_variables(generator, preset.train_bn_offsets)
         self.d_variables = list(discriminator.trainable_variables)
         with self.strategy.scope():
