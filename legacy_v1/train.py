@@ -3,7 +3,8 @@
 30 D-only warm-up steps, then per iteration one D step and one G step on the
 same z; losses printed and ``out1.bmp``..``out3.bmp`` written at the legacy
 DISPLAY_STEP cadence and at the last iteration; a name-based Saver checkpoint
-at the end.  Two additions for parity work: ``--init-from`` and ``losses.csv``.  Windows paths, scipy.misc and tf.contrib are gone; nothing else is fixed.
+at the end.  Windows paths, scipy.misc and tf.contrib are gone; nothing else is
+fixed.  Two additions for parity work: ``--init-from`` and ``losses.csv``.
 """
 
 import argparse
