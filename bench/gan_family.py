@@ -26,11 +26,9 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import numpy as np  # noqa: E402
 
-from genmnist import evaluate, images  # noqa: E402
-from genmnist.classifier import get_classifier  # noqa: E402
-from genmnist.data import load_mnist  # noqa: E402
+from genmnist import images  # noqa: E402
 from genmnist.losses import USER_LOSSES  # noqa: E402
-from quality import evaluate_run  # noqa: E402
+from quality import evaluate_run, scoring_reference  # noqa: E402
 
 METRICS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl_uniform", "precision", "recall")
 COLLAPSED_CLASSES = 3
@@ -61,9 +59,7 @@ def main():
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     args = p.parse_args()
 
-    classifier = get_classifier(args.data_dir)
-    real = evaluate.prepare_real(classifier, load_mnist(args.data_dir, "test").images)
-    ceiling = evaluate.evaluate_images(load_mnist(args.data_dir, "train").images[:args.num], classifier, real)
+    classifier, real, ceiling = scoring_reference(args.data_dir, args.num)
     os.makedirs(args.runs, exist_ok=True)
     os.makedirs(args.results, exist_ok=True)
     json_path = os.path.join(args.results, "gan_family.json")

@@ -44,6 +44,15 @@ def train(run_dir, preset, seed, steps, data_dir, extra):
     return time.perf_counter() - start
 
 
+def scoring_reference(data_dir, num):
+    """The evaluation classifier, the real test split prepared for it, and the real-vs-real
+    metrics of ``num`` train images: what every benchmark row is scored against."""
+    classifier = get_classifier(data_dir)
+    real = evaluate.prepare_real(classifier, load_mnist(data_dir, "test").images)
+    ceiling = evaluate.evaluate_images(load_mnist(data_dir, "train").images[:num], classifier, real)
+    return classifier, real, ceiling
+
+
 def evaluate_run(run_dir, classifier, real, num, seed):
     """Metrics per batch-norm sampling mode ('preset' = the preset's own mode)."""
     generator, preset = rundir.load_generator(run_dir)
@@ -78,16 +87,14 @@ def main():
                    help="train nothing: rebuild the results from the JSON rows these earlier runs printed")
     args = p.parse_args()
 
-    classifier = get_classifier(args.data_dir)
-    real = evaluate.prepare_real(classifier, load_mnist(args.data_dir, "test").images)
-    ceiling = evaluate.evaluate_images(load_mnist(args.data_dir, "train").images[:args.num], classifier, real)
+    classifier, real, ceiling = scoring_reference(args.data_dir, args.num)
+    os.makedirs(args.results, exist_ok=True)
     if args.collect:
         rows = [json.loads(line) for path in args.collect for line in open(path) if line.startswith("{")]
         args.presets = sorted({r["preset"] for r in rows}, key=args.presets.index)
         write_results(args, rows, ceiling)
         return
     rows = []
-    os.makedirs(args.results, exist_ok=True)
     for preset in args.presets:
         for seed in args.seeds:
             run_dir = os.path.join(args.runs, f"{args.tag}-{preset}-seed{seed}")

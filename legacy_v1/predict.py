@@ -42,17 +42,22 @@ def resolve_checkpoint(path):
     return prefix
 
 
+def restore_network(model, sess, prefix):
+    """Load the network's variables (no optimizer slots) from the name-based checkpoint ``prefix``."""
+    import tensorflow as tf
+    try:
+        tf.compat.v1.train.Saver(model.model_vars).restore(sess, prefix)
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
+        reason = err.message.splitlines()[0]
+        raise UserError(f"{prefix} does not hold the legacy GAN's variables: {reason}") from None
+
+
 def generate(prefix, z):
     """Restore the generator from ``prefix`` and return its raw output for ``z`` (phase=1)."""
-    import tensorflow as tf
     from legacy_v1.model import GANModel
     model = GANModel()
     with model.session() as sess:
-        try:
-            tf.compat.v1.train.Saver(model.model_vars).restore(sess, prefix)
-        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
-            reason = err.message.splitlines()[0]
-            raise UserError(f"{prefix} does not hold the legacy GAN's variables: {reason}") from None
+        restore_network(model, sess, prefix)
         return sess.run(model.Gz, model.feed(z=z))
 
 

@@ -22,20 +22,6 @@ CHECKPOINT_NAME = "model"
 LOSSES_CSV = "losses.csv"  # not in the legacy script: both losses at every iteration, for parity curves
 
 
-def restore_network(model, sess, path):
-    """Load the network variables (no optimizer slots) of a name-based checkpoint into ``model``."""
-    import tensorflow as tf
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
-    if not prefix or not os.path.exists(prefix + ".index"):
-        raise UserError(f"no TF checkpoint at {path}; pass a checkpoint directory or prefix (e.g. OUT/model)")
-    stored = set(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
-    wanted = {v.op.name: v for v in model.model_vars}
-    if set(wanted) - stored:
-        raise UserError(f"{prefix} lacks {', '.join(sorted(set(wanted) - stored))}")
-    with model.graph.as_default():
-        tf.compat.v1.train.Saver(wanted).restore(sess, prefix)
-
-
 def legacy_uint8(images):
     """``clip(x * 255, 0, 255)`` as uint8, [n, 28, 28] (the generator's tanh output is not remapped)."""
     return np.clip(np.asarray(images).reshape(-1, 28, 28) * 255, 0, 255).astype(np.uint8)
@@ -85,6 +71,7 @@ def train(args):
     from genmnist.data import load_mnist
     from legacy_v1.batching import LegacyBatcher, legacy_pixels, legacy_z
     from legacy_v1.model import GANModel
+    from legacy_v1.predict import resolve_checkpoint, restore_network
 
     rng = np.random.default_rng(args.seed)
     pixels = legacy_pixels(load_mnist(args.data_dir, "train").images, rng)
@@ -99,7 +86,7 @@ def train(args):
         writer = tf.compat.v1.summary.FileWriter(log_dir, model.graph)
         sess.run(model.init)
         if args.init_from:
-            restore_network(model, sess, args.init_from)
+            restore_network(model, sess, resolve_checkpoint(args.init_from))
         loss_log = open(os.path.join(args.out, LOSSES_CSV), "w")
         loss_log.write("step,d_loss,g_loss\n")
         for _ in range(WARMUP_D_STEPS):
