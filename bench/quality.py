@@ -54,21 +54,27 @@ def scoring_reference(data_dir, num):
 
 
 def evaluate_run(run_dir, classifier, real, num, seed):
-    """Metrics per batch-norm sampling mode ('preset' = the preset's own mode)."""
-    generator, preset = rundir.load_generator(run_dir)
-    layers = [l for l in generator.layers if isinstance(l, BatchNorm)]
-    modes = {"preset": preset.inference_stats}
-    if layers:
-        other = "batch" if preset.inference_stats == "moving" else "moving"
-        modes[other] = other
+    """Metrics per sampling variant.
+
+    'preset' is what the run samples from in its preset's batch-norm mode; 'bn-MODE' the
+    same generator in the other mode.  A run that keeps a weight average (``--ema``) is
+    also scored on G's own weights ('no-ema preset', 'no-ema bn-MODE'): the average does not
+    change training, so one run measures both.
+    """
+    preset = rundir.read_config(run_dir)["preset"]
     results = {}
-    for label, mode in modes.items():
-        for layer in layers:
-            layer.inference_stats = mode
-        pixels = sample.generate(generator, preset, num, seed)
-        results[label if label == "preset" else f"bn-{mode}"] = evaluate.evaluate_images(pixels, classifier, real)
-        if label == "preset":
-            preset_pixels = pixels
+    for average in (True, False) if preset.ema_decay else (True,):
+        generator, preset = rundir.load_generator(run_dir, average)
+        layers = [l for l in generator.layers if isinstance(l, BatchNorm)]
+        other = "batch" if preset.inference_stats == "moving" else "moving"
+        prefix = "" if average else "no-ema "
+        for label, mode in [("preset", preset.inference_stats)] + ([(f"bn-{other}", other)] if layers else []):
+            for layer in layers:
+                layer.inference_stats = mode
+            pixels = sample.generate(generator, preset, num, seed)
+            results[prefix + label] = evaluate.evaluate_images(pixels, classifier, real)
+            if label == "preset" and not prefix:
+                preset_pixels = pixels
     return results, preset_pixels
 
 

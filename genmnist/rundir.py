@@ -70,12 +70,16 @@ def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
     return tf.train.CheckpointManager(checkpoint, path(run_dir, CHECKPOINTS), max_to_keep=max_to_keep)
 
 
-def load_generator(run_dir):
-    """The generator a run samples from (its weight average when it keeps one) at the latest checkpoint, and the preset."""
+def load_generator(run_dir, average=True):
+    """The generator a run samples from at its latest checkpoint, and the preset.
+
+    That is G's weight average when the run keeps one, unless ``average`` is False
+    (G's own weights: what the benchmarks compare the average against).
+    """
     config = read_config(run_dir)
     preset = config["preset"]
     generator, _ = build_models(preset)
-    name = "ema_generator" if preset.ema_decay else "generator"
+    name = "ema_generator" if preset.ema_decay and average else "generator"
     manager = checkpoint_manager(run_dir, **{name: generator})
     if manager.latest_checkpoint is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it first")

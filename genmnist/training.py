@@ -205,8 +205,14 @@ class GANTrainer:
         return {**metrics, "g_loss": g_loss}
 
     def _update_ema(self):
-        """Average the trainable weights; copy the batch-norm moving statistics as they are."""
-        decay = self.preset.ema_decay
+        """Average the trainable weights; copy the batch-norm moving statistics as they are.
+
+        The decay warms up as in ``tf.train.ExponentialMovingAverage(num_updates=t)``:
+        min(decay, (1 + t) / (10 + t)) at G step t, so early on the average follows G
+        instead of holding the random initial weights for ~1/(1 - decay) steps.
+        """
+        t = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.preset.ema_decay, (1.0 + t) / (10.0 + t))
         for average, live in zip(self.sampler.trainable_variables, self.generator.trainable_variables):
             average.assign(decay * average + (1.0 - decay) * live)
         for average, live in zip(self.sampler.non_trainable_variables, self.generator.non_trainable_variables):

@@ -86,12 +86,15 @@ def test_label_smoothing_lowers_the_real_target():
         _trainer(get_preset("dcgan", "legacy").replace(label_smoothing=0.1))
 
 
-def test_ema_sampler_averages_the_generator_weights():
-    preset = get_preset("dcgan", "default").replace(ema_decay=0.9)
+@pytest.mark.parametrize("decay, expected", [(0.1, 0.1), (0.9, 2 / 11)])
+def test_ema_sampler_averages_the_generator_weights(decay, expected):
+    """After G step 1 the decay is min(decay, (1 + 1) / (10 + 1)): capped at 0.1, warming up at 0.9."""
+    preset = get_preset("dcgan", "default").replace(ema_decay=decay)
     trainer, real, z = _trainer(preset)
     before = [v.numpy().copy() for v in trainer.generator.trainable_variables]
     trainer.train_step(real, z[:, 0])
+    assert int(trainer.g_optimizer.iterations) == 1
     for avg, old, new in zip(trainer.sampler.trainable_variables, before, trainer.generator.trainable_variables):
-        np.testing.assert_allclose(avg.numpy(), 0.9 * old + 0.1 * new.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(avg.numpy(), expected * old + (1 - expected) * new.numpy(), rtol=1e-5, atol=1e-7)
     for avg, live in zip(trainer.sampler.non_trainable_variables, trainer.generator.non_trainable_variables):
         np.testing.assert_array_equal(avg.numpy(), live.numpy())
