@@ -133,6 +133,33 @@ def _summary(rows):
     return out
 
 
+def time_to_quality(summary, presets, baseline="legacy"):
+    """Lines saying when each other preset first matched ``baseline``'s final quality.
+
+    Final quality: the baseline's classifier score and Frechet distance (means over seeds,
+    'preset' sampling) at its largest budget.  A preset matches it at the first budget
+    where its mean score is at least that and its mean FD at most that; the evaluated
+    budgets bound the true crossing from above.
+    """
+    rows = [e for e in summary if e["sampling"] == "preset"]
+    base = [e for e in rows if e["preset"] == baseline]
+    if not base or len(presets) < 2:
+        return []
+    final = max(base, key=lambda e: e["steps"])
+    score, fd, seconds = final["classifier_score"][0], final["frechet_distance"][0], final["train_seconds"][0]
+    lines = ["", f"Time to {baseline}'s final quality (score >= {score:.3f} and FD <= {fd:.3f}, reached in "
+             f"{final['steps']} steps, {seconds:.0f} s):"]
+    for preset in presets:
+        if preset == baseline:
+            continue
+        hit = [e for e in sorted(rows, key=lambda e: e["steps"]) if e["preset"] == preset
+               and e["classifier_score"][0] >= score and e["frechet_distance"][0] <= fd]
+        lines.append(f"- {preset}: " + (f"by {hit[0]['steps']} steps, {hit[0]['train_seconds'][0]:.0f} s = "
+                                        f"{hit[0]['train_seconds'][0] / seconds:.2f}x {baseline}'s time"
+                                        if hit else "not within the budgets run"))
+    return lines
+
+
 def write_results(args, rows, ceiling):
     command = "python " + " ".join(sys.argv)
     machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
@@ -148,6 +175,7 @@ def write_results(args, rows, ceiling):
         lines.append(f"| {e['preset']} | {e['sampling']} | {e['steps']} | {e['seeds']} | "
                      + " | ".join(fmt(e[k]) for k in METRICS) + f" | {e['train_seconds'][0]:.0f} |")
     lines.append("| real vs real | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | |")
+    lines += time_to_quality(_summary(rows), args.presets)
     with open(os.path.join(args.results, f"{args.tag}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

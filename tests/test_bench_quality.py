@@ -1,0 +1,35 @@
+"""bench/quality.py: the time-to-legacy-quality line picks the first budget that matches both metrics."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+SPEC = importlib.util.spec_from_file_location("bench_quality", BENCH / "quality.py")
+quality = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(quality)
+
+
+def _row(preset, steps, score, fd, seconds, sampling="preset"):
+    return {"preset": preset, "seed": 0, "steps": steps, "sampling": sampling, "train_seconds": seconds,
+            "classifier_score": score, "frechet_distance": fd, "precision": 0.5, "recall": 0.1,
+            "class_kl_uniform": 0.1, "classes_covered": 10}
+
+
+def test_time_to_quality_needs_both_metrics_at_the_same_budget():
+    rows = [_row("legacy", 500, 2.0, 200.0, 100.0), _row("legacy", 2000, 6.0, 50.0, 400.0),
+            _row("default", 500, 7.0, 60.0, 110.0),     # score reached, FD not yet
+            _row("default", 1000, 6.5, 45.0, 200.0),    # both: the answer
+            _row("default", 2000, 8.0, 30.0, 420.0),
+            _row("default", 1000, 9.0, 1.0, 200.0, sampling="bn-batch")]  # other sampling: ignored
+    lines = quality.time_to_quality(quality._summary(rows), ["legacy", "default"])
+    assert "score >= 6.000 and FD <= 50.000" in lines[1] and "2000 steps, 400 s" in lines[1]
+    assert lines[2] == "- default: by 1000 steps, 200 s = 0.50x legacy's time"
+
+
+def test_time_to_quality_not_reached_and_no_baseline():
+    rows = [_row("legacy", 2000, 6.0, 50.0, 400.0), _row("default", 2000, 5.0, 40.0, 400.0)]
+    assert quality.time_to_quality(quality._summary(rows), ["legacy", "default"])[-1] == \
+        "- default: not within the budgets run"
+    assert quality.time_to_quality(quality._summary(rows[1:]), ["default"]) == []
