@@ -252,7 +252,8 @@ def train(args):
         with writer.as_default():
             tf.summary.image("samples", picture[None, :, :, None], step=iteration)
 
-    evaluator = Evaluator(run_dir, config["data_dir"], args.eval_num, seed) if args.eval_every and chief else None
+    evaluator = (Evaluator(run_dir, config["data_dir"], args.eval_num, seed, start)
+                 if args.eval_every and chief else None)
 
     def save_checkpoint(reason):
         if not bool(_all_finite(generator.variables + discriminator.variables)):
@@ -321,7 +322,7 @@ class Evaluator:
     COLUMNS = ("step", "classifier_score", "frechet_distance", "precision", "recall",
                "class_kl_uniform", "classes_covered")
 
-    def __init__(self, run_dir, data_dir, num, seed):
+    def __init__(self, run_dir, data_dir, num, seed, start_step=0):
         from genmnist import evaluate
         from genmnist.classifier import get_classifier
 
@@ -331,6 +332,21 @@ class Evaluator:
                                    what="--eval-num")
         self.real = evaluate.prepare_real(self.classifier, load_mnist(data_dir, "test").images)
         self.csv_path = os.path.join(run_dir, "eval.csv")
+        self._drop_rows_after(start_step)
+
+    def _drop_rows_after(self, step):
+        """A killed run resumes from its last checkpoint and evaluates the steps after it
+        again: drop the rows it wrote for them, so each step has one row."""
+        if not os.path.exists(self.csv_path):
+            return
+        with open(self.csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(r["step"]) <= step]
+        if len(kept) < len(rows):
+            with open(self.csv_path, "w", newline="") as f:
+                out = csv.DictWriter(f, self.COLUMNS)
+                out.writeheader()
+                out.writerows(kept)
 
     def __call__(self, generator, preset, step, writer):
         from genmnist.sample import generate

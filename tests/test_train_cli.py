@@ -222,6 +222,12 @@ def test_eval_every_writes_metrics_to_csv(finished_run, tmp_path, monkeypatch):
         assert 1.0 - 1e-9 <= float(r["classifier_score"]) <= 10.0 + 1e-9
         assert float(r["frechet_distance"]) >= 0 and 0 <= float(r["precision"]) <= 1
         assert 0 <= int(r["classes_covered"]) <= 10
+    # A run killed after evaluating step 15 but before checkpointing it resumes from step 12.
+    with open(out / "eval.csv", "a") as f:
+        f.write("15,5,5,0.5,0.5,0.1,9\n")
+    assert run_train(out, data_dir, "--resume", "--eval-every", "6", "--eval-num", "200", "--no-export",
+                     steps=18) == 0
+    assert [int(r["step"]) for r in csv.DictReader(open(out / "eval.csv"))] == [6, 12, 18]
 
 
 def test_mirrored_on_two_logical_cpus_matches_one_device():
