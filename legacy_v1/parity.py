@@ -114,13 +114,17 @@ TOLERANCES = {
 # WGAN-GP gradients also go through the penalty's double backward pass: more reordered sums
 # that cancel (D's conv biases: ~8e-7 on values ~7e-4 at batch 8).
 WGAN_GRADIENTS = (1e-5, 2e-6)
-# WGAN-GP teacher-forced iteration (5 critic steps, then a G step; lr 1e-4).  Losses: rtol 1e-5.
+# WGAN-GP teacher-forced iteration (5 critic steps, then a G step; lr 1e-4).  Losses: rtol 1e-4.
+# The loss compared is the last critic step's, after 4 untethered critic updates in which rounding
+# alone moves near-zero-gradient elements by up to lr (below): measured up to 1.9e-5 relative (quick
+# mode, batch 16, on a 2-core Xeon VM; 7.8e-6 in the full run elsewhere), while a critic lr 10% off
+# moves it by 0.13 (tests/test_parity.py).
 # Weights: Adam normalises each gradient element by its own running RMS, so an element whose
 # gradient is ~0 steps by up to lr either way on rounding alone; in the 6.4M-element g_w2 a few
 # do.  So the check is a share: at most WGAN_STEP_SHARE of a variable's elements (or 2 elements)
 # may differ by more than 10% of one Adam step (1e-5), none by more than 2 lr per optimizer step.
 # A wrong lr, beta or schedule moves most elements (tests/test_parity.py doubles the critic's lr).
-WGAN_STEP_LOSSES = (1e-5, 1e-6)
+WGAN_STEP_LOSSES = (1e-4, 1e-6)
 WGAN_STEP_ATOL = 1e-5
 WGAN_STEP_SHARE = 1e-3
 STEP_G_SHARE = (5e-5, 1e-3)        # G weights: at most 0.1% of elements off by > 10% of an Adam step
