@@ -113,6 +113,41 @@ def _moments(x):
     return mean, tf.maximum(total_sq / count - tf.square(mean), 0.0)
 
 
+def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
+    """Set every BatchNorm's moving mean and variance to the average batch statistics of G's
+    current weights over ``batches`` seeded noise batches ("precise BN"); returns the layers.
+
+    Why: the moving averages mix statistics of the last ~1/(1 - momentum) steps' weights,
+    which differ from the final ones, and a weight average (``--ema``) never produced
+    its own statistics at all.  Recomputed statistics keep an image independent of its
+    batch-mates yet score like batch statistics (bench/results/quality.md).  Each
+    layer sees its input as in training (earlier layers normalised by their batch's
+    statistics); the update is deterministic for the same weights and arguments.
+    """
+    layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
+    if not layers:
+        return layers
+    inputs = keras.Model(generator.inputs, [layer.input for layer in layers])
+    totals = [[tf.zeros_like(layer.moving_mean), tf.zeros_like(layer.moving_variance)] for layer in layers]
+    for k in range(batches):
+        z = tf.random.stateless_normal([batch_size, generator.inputs[0].shape[-1]], seed=[seed, k])
+        for total, x in zip(totals, inputs(z, training=True)):
+            mean, variance = tf.nn.moments(x, list(range(len(x.shape) - 1)))
+            total[0] += mean
+            total[1] += variance
+    for layer, (mean, variance) in zip(layers, totals):
+        layer.moving_mean.assign(mean / batches)
+        layer.moving_variance.assign(variance / batches)
+    return layers
+
+
+def prepare_for_sampling(generator, preset):
+    """``generator`` with the statistics ``preset`` samples with: recomputed when it asks for that."""
+    if preset.recompute_bn_stats and preset.inference_stats == "moving":
+        recompute_batch_norm_stats(generator)
+    return generator
+
+
 def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="moving",
                     bn_momentum=0.999):
     """z [b, z_dim] -> images [b, 28, 28, 1] in (-1, 1): the legacy 5-layer generator."""

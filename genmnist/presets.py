@@ -23,6 +23,7 @@ class Preset:
     train_bn_offsets: bool = True       # legacy: the name-based split leaves bn*/beta untrained
     update_moving_stats: bool = True    # legacy: UPDATE_OPS never ran
     inference_stats: str = "moving"     # legacy: phase=1 at sampling -> batch statistics
+    recompute_bn_stats: bool = False    # with "moving": recompute them for the sampled weights first
     bn_momentum: float = 0.999          # contrib batch_norm's decay
     warmup_d_steps: int = 30            # D-only steps before the first G step
     n_critic: int = 1                   # D steps per G step
@@ -58,7 +59,7 @@ PRESETS = {  # the DCGAN-style GANModel, the product's main model
         beta1=0.9, train_bn_offsets=False, update_moving_stats=False, inference_stats="batch"),
     "default": Preset(
         name="default", model="dcgan", pixel_range=(0.0, 1.0), loss="nonsaturating",
-        learning_rate=2e-4, beta1=0.5, bn_momentum=0.99),
+        learning_rate=2e-4, beta1=0.5, bn_momentum=0.99, recompute_bn_stats=True),
 }
 
 WGAN_PRESETS = {  # the legacy WGANModel: sigmoid generator, so pixels stay in [0, 1]

@@ -17,7 +17,8 @@ import os
 import tensorflow as tf
 
 from genmnist.errors import UserError
-from genmnist.models import build_discriminator, build_generator, build_wgan_critic, build_wgan_generator
+from genmnist.models import (build_discriminator, build_generator, build_wgan_critic, build_wgan_generator,
+                             prepare_for_sampling)
 from genmnist.presets import Preset
 
 CONFIG = "config.json"
@@ -70,8 +71,8 @@ def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
     return tf.train.CheckpointManager(checkpoint, path(run_dir, CHECKPOINTS), max_to_keep=max_to_keep)
 
 
-def load_generator(run_dir, average=True):
-    """The generator a run samples from at its latest checkpoint, and the preset.
+def restore_generator(run_dir, average=True, step=None):
+    """The generator of a run's latest checkpoint (or of ``ckpt-STEP``) exactly as saved, and the preset.
 
     That is G's weight average when the run keeps one, unless ``average`` is False
     (G's own weights: what the benchmarks compare the average against).
@@ -83,5 +84,16 @@ def load_generator(run_dir, average=True):
     manager = checkpoint_manager(run_dir, **{name: generator})
     if manager.latest_checkpoint is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it first")
-    manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    checkpoint = manager.latest_checkpoint if step is None else path(run_dir, CHECKPOINTS, f"ckpt-{step}")
+    if step is not None and checkpoint not in manager.checkpoints:
+        raise UserError(f"{run_dir} keeps no checkpoint of step {step}; it has "
+                        + ", ".join(os.path.basename(c) for c in manager.checkpoints))
+    manager.checkpoint.restore(checkpoint).expect_partial()
     return generator, preset
+
+
+def load_generator(run_dir, average=True, step=None):
+    """What a run samples from: :func:`restore_generator` with the batch-norm statistics
+    its preset samples with (see ``models.prepare_for_sampling``)."""
+    generator, preset = restore_generator(run_dir, average, step)
+    return prepare_for_sampling(generator, preset), preset

@@ -245,7 +245,7 @@ def train(args):
     def save_samples(iteration):
         if not chief:
             return
-        pixels = images.to_uint8(trainer.sampler(fixed_z, training=False), preset.pixel_range)
+        pixels = images.to_uint8(trainer.inference_generator()(fixed_z, training=False), preset.pixel_range)
         picture = images.grid(pixels)
         images.write_png(os.path.join(samples_dir, f"step_{iteration:06d}.png"), picture)
         images.write_gif(images.milestone_pngs(samples_dir), rundir.path(run_dir, "progress.gif"))
@@ -289,7 +289,7 @@ def train(args):
                     args.sample_every and done % args.sample_every == 0):
                 save_samples(iteration)
             if evaluator and (done % args.eval_every == 0 or done == total):
-                evaluator(trainer.sampler, preset, done, writer)
+                evaluator(trainer.inference_generator(), preset, done, writer)
             if done % args.checkpoint_every == 0 and done != total:
                 save_checkpoint("periodic")
     except KeyboardInterrupt:
@@ -309,7 +309,7 @@ def train(args):
     save_checkpoint("final")
     writer.flush()
     if chief and not args.no_export:
-        export_dir = export_generator(trainer.sampler, preset, rundir.path(run_dir, rundir.EXPORT))
+        export_dir = export_generator(trainer.inference_generator(), preset, rundir.path(run_dir, rundir.EXPORT))
         print(f"exported generator to {export_dir}", file=sys.stderr)
     print(f"done: samples in {samples_dir}, progress.gif, checkpoints in "
           f"{rundir.path(run_dir, rundir.CHECKPOINTS)}", file=sys.stderr)

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from genmnist import losses
-from genmnist.models import BatchNorm
+from genmnist.models import BatchNorm, prepare_for_sampling
 
 
 def generator_variables(generator, train_bn_offsets):
@@ -97,6 +97,15 @@ class GANTrainer:
             self.sync_sampler()
         self.discriminator_step = tf.function(lambda real, z: self._on_replicas(self._discriminator_step, real, z))
         self.train_step = tf.function(self._distributed_train_step)
+
+    def inference_generator(self):
+        """What grids, evaluations and exports draw from: the sampler with the statistics the
+        preset samples with; recomputed on a copy, so the training state stays untouched."""
+        if not self.preset.recompute_bn_stats:
+            return self.sampler
+        copy = keras.models.clone_model(self.sampler)
+        copy.set_weights(self.sampler.get_weights())
+        return prepare_for_sampling(copy, self.preset)
 
     def sync_sampler(self):
         """Start the weight average from G's current weights (after G's weights were replaced)."""

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist.models import BatchNorm, build_discriminator, build_generator, legacy_variables
+from genmnist.models import (BatchNorm, build_discriminator, build_generator, legacy_variables,
+                             recompute_batch_norm_stats)
 
 SPEC_SHAPES = {
     "g_w1": (100, 1024), "g_b1": (1024,), "g_w2": (1024, 3136), "g_b2": (3136,),
@@ -85,3 +86,31 @@ def test_batch_norm_inference_stats_switch():
     # moving statistics start at mean 0 / variance 1: inference leaves x (almost) unchanged
     np.testing.assert_allclose(moving(x, training=False), x / np.sqrt(1 + 1e-5), rtol=1e-6)
     np.testing.assert_allclose(batch(x, training=False), batch(x, training=True), rtol=1e-6)
+
+
+def test_recomputed_batch_norm_stats_are_the_mean_batch_statistics_of_the_current_weights():
+    tf.keras.utils.set_random_seed(3)
+    generator = build_generator(bn_momentum=0.9)
+    for layer in generator.layers:  # weights the moving averages have not seen: offsets moved
+        if isinstance(layer, BatchNorm):
+            layer.beta.assign(tf.fill(layer.beta.shape, 0.5))
+    weights = [w.numpy() for w in generator.trainable_variables]
+    layers = recompute_batch_norm_stats(generator, batches=3, batch_size=16, seed=7)
+    assert [layer.name for layer in layers] == ["bn1", "bn2", "bn3", "bn4"]
+    # independently: bn3's input in training mode for each noise batch, averaged
+    probe = tf.keras.Model(generator.inputs, generator.get_layer("bn3").input)
+    expected_mean, expected_var = [], []
+    for k in range(3):
+        x = probe(tf.random.stateless_normal([16, 100], seed=[7, k]), training=True)
+        mean, var = tf.nn.moments(x, [0, 1, 2])
+        expected_mean.append(mean)
+        expected_var.append(var)
+    bn3 = generator.get_layer("bn3")
+    np.testing.assert_allclose(bn3.moving_mean.numpy(), np.mean(expected_mean, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn3.moving_variance.numpy(), np.mean(expected_var, 0), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(bn3.moving_variance.numpy(), 1.0)  # really replaced
+    for before, after in zip(weights, generator.trainable_variables):  # only the statistics change
+        np.testing.assert_array_equal(before, after.numpy())
+    # inference with them is per image: one z alone gives what it gives inside a batch
+    z = tf.random.normal([8, 100], seed=2)
+    np.testing.assert_allclose(generator(z[:1], training=False), generator(z, training=False)[:1], atol=1e-6)

@@ -291,3 +291,16 @@ def test_init_from_is_only_for_new_dcgan_runs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--model", "wgan", "--init-from", str(tmp_path), "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2 and "--init-from" in capsys.readouterr().err
+
+
+def test_restore_generator_picks_a_kept_checkpoint_and_names_the_kept_ones_otherwise(finished_run):
+    from genmnist.errors import UserError
+    run, _ = finished_run
+    kernel = lambda g: g.get_layer("g_1").kernel.numpy()  # noqa: E731
+    latest, _ = rundir.restore_generator(str(run))
+    at_12, _ = rundir.restore_generator(str(run), step=12)
+    at_8, _ = rundir.restore_generator(str(run), step=8)
+    np.testing.assert_array_equal(kernel(latest), kernel(at_12))
+    assert not np.array_equal(kernel(at_8), kernel(at_12))
+    with pytest.raises(UserError, match="no checkpoint of step 1; it has ckpt-4, ckpt-8, ckpt-12"):
+        rundir.restore_generator(str(run), step=1)

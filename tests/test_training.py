@@ -120,3 +120,18 @@ def test_joint_discriminator_pass_gives_the_separate_passes_result():
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
     for separate, joint in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(joint, separate, rtol=1e-4, atol=1e-6)
+
+
+def test_sampling_recomputes_statistics_on_a_copy_and_leaves_training_state_alone():
+    trainer, table, real, z = _setup("default")
+    for _ in range(3):
+        trainer.train_step(real, z)
+    state = {k: v.numpy().copy() for k, v in table.items()}
+    sampler = trainer.inference_generator()
+    assert sampler is not trainer.generator
+    assert all(np.array_equal(state[k], v.numpy()) for k, v in table.items())  # checkpointed state untouched
+    live, copy = trainer.generator.get_layer("bn2"), sampler.get_layer("bn2")
+    assert not np.allclose(copy.moving_mean.numpy(), live.moving_mean.numpy())  # lagging averages replaced
+    np.testing.assert_array_equal(sampler.get_layer("g_2").kernel.numpy(), trainer.generator.get_layer("g_2").kernel.numpy())
+    legacy, *_ = _setup("legacy")
+    assert legacy.inference_generator() is legacy.sampler  # batch statistics at sampling: nothing to recompute
