@@ -10,12 +10,13 @@ stops on a non-finite loss (exit 3) is reported as diverged; one whose
 samples cover at most ``COLLAPSED_CLASSES`` digit classes at >= 5% as mode
 collapse.  Finished runs are not retrained, so the benchmark can be resumed.
 Writes ``bench/results/gan_family.{json,md}`` and a grid per row after every run.
+``--collect`` merges the JSON files of runs made elsewhere (other machines or
+processes, each with its own ``--results``) into one table, without training.
 """
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from genmnist import images  # noqa: E402
 from genmnist.losses import USER_LOSSES  # noqa: E402
-from quality import evaluate_run, scoring_reference  # noqa: E402
+from quality import MACHINE, evaluate_run, scoring_reference  # noqa: E402
 
 METRICS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl_uniform", "precision", "recall")
 COLLAPSED_CLASSES = 3
@@ -57,9 +58,15 @@ def main():
     p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
     p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench-gan-family"))
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--collect", nargs="+", metavar="JSON",
+                   help="train nothing: merge the rows of these gan_family.json files (later files win)")
     args = p.parse_args()
 
     classifier, real, ceiling = scoring_reference(args.data_dir, args.num)
+    if args.collect:
+        os.makedirs(args.results, exist_ok=True)
+        write_results(args, collect(args.collect), ceiling)
+        return
     os.makedirs(args.runs, exist_ok=True)
     os.makedirs(args.results, exist_ok=True)
     json_path = os.path.join(args.results, "gan_family.json")
@@ -73,7 +80,7 @@ def main():
                 run_dir = os.path.join(args.runs, f"{model}-{loss}-seed{seed}-{args.steps}")
                 code, wall = train(run_dir, model, loss, seed, args.steps, args.data_dir)
                 row = {"model": model, "loss": loss, "seed": seed, "steps": args.steps, "exit_code": code,
-                       "train_seconds": None if wall is None else round(wall, 1)}
+                       "train_seconds": None if wall is None else round(wall, 1), "machine": MACHINE}
                 if code == 0:
                     results, pixels = evaluate_run(run_dir, classifier, real, args.num, seed)
                     row.update({k: results["preset"][k] for k in METRICS})
@@ -86,13 +93,26 @@ def main():
                 write_results(args, rows, ceiling)
 
 
+def collect(paths):
+    """The rows of several gan_family.json files, one per (model, loss, seed, steps), each
+    tagged with the machine that trained it (a file's own machine for rows that lack one)."""
+    merged = {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for row in data["rows"]:
+            merged[(row["model"], row["loss"], row["seed"], row["steps"])] = {"machine": data["machine"], **row}
+    return list(merged.values())
+
+
 def write_results(args, rows, ceiling):
     command = "python " + " ".join(sys.argv)
-    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+    machines = sorted({r.get("machine", MACHINE) for r in rows})
     with open(os.path.join(args.results, "gan_family.json"), "w") as f:
-        json.dump({"command": command, "machine": machine, "rows": rows,
+        json.dump({"command": command, "machine": "; ".join(machines), "rows": rows,
                    "real_vs_real": {k: ceiling[k] for k in METRICS}}, f, indent=1)
-    lines = ["# GAN family benchmark (issue 5)", "", f"Command: `{command}`  ", f"Machine: {machine}  ",
+    lines = ["# GAN family benchmark (issue 5)", "", f"Command: `{command}`  ",
+             f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}  ",
              f"Samples per evaluation: {args.num}. Values: mean (min..max over seeds) of the finished runs; "
              f"'failures' counts diverged runs and runs covering <= {COLLAPSED_CLASSES} classes (mode collapse). "
              "Grids: `gan-family-MODEL-LOSS-seedS.png`.", "",

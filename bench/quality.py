@@ -7,7 +7,10 @@ Each (preset, seed) is trained once with ``python -m genmnist.train`` up to the
 first budget, evaluated, then resumed (exact: see genmnist.train) to the next
 budget, and so on.  Each evaluation draws ``--num`` samples (``genmnist.sample``)
 with the generator's batch norm in its preset's mode and, for batch-norm
-models, also in the other mode, so the choice of sampling mode is measured too.
+models, also in the other modes (moving averages as trained, statistics
+recomputed for the final weights, batch statistics), so the choice of sampling
+mode is measured too.  ``--rescore`` scores the kept checkpoints of finished runs
+again (for example with a newer evaluation) without training.
 Writes ``bench/results/quality.{json,md}``, the final grids, and a plot of
 each metric against step and against wall time.
 """
@@ -28,8 +31,10 @@ import numpy as np  # noqa: E402
 from genmnist import evaluate, images, rundir, sample  # noqa: E402
 from genmnist.classifier import get_classifier  # noqa: E402
 from genmnist.data import load_mnist  # noqa: E402
-from genmnist.models import BatchNorm  # noqa: E402
+from genmnist.models import BatchNorm, recompute_batch_norm_stats  # noqa: E402
 
+# Cores this process may use (a job pinned with taskset gets fewer than the machine has).
+MACHINE = f"{platform.node()} {platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores, no GPU"
 METRICS = ("classifier_score", "frechet_distance", "precision", "recall", "class_kl_uniform", "classes_covered")
 
 
@@ -53,25 +58,37 @@ def scoring_reference(data_dir, num):
     return classifier, real, ceiling
 
 
-def evaluate_run(run_dir, classifier, real, num, seed):
-    """Metrics per sampling variant.
+def sampling_modes(preset):
+    """The batch-norm statistics a preset samples with, then the others a benchmark compares it with."""
+    own = ("batch" if preset.inference_stats == "batch" else
+           "recomputed" if preset.recompute_bn_stats else "moving")
+    return [own] + [m for m in ("moving", "recomputed", "batch") if m != own]
 
-    'preset' is what the run samples from in its preset's batch-norm mode; 'bn-MODE' the
-    same generator in the other mode.  A run that keeps a weight average (``--ema``) is
-    also scored on G's own weights ('no-ema preset', 'no-ema bn-MODE'): the average does not
-    change training, so one run measures both.
+
+def evaluate_run(run_dir, classifier, real, num, seed, step=None):
+    """Metrics per sampling variant of the run's latest checkpoint (or of ``step``).
+
+    'preset' is what the run samples from; for batch-norm generators 'bn-MODE' is the
+    same generator normalised otherwise: 'moving' (the moving averages as trained),
+    'recomputed' (statistics recomputed for the final weights) or 'batch' (the sampling
+    batch's own).  A run that keeps a weight average (``--ema``) is also scored on G's
+    own weights ('no-ema ...'): the average does not change training, so one run
+    measures both.
     """
     preset = rundir.read_config(run_dir)["preset"]
     results = {}
     for average in (True, False) if preset.ema_decay else (True,):
-        generator, preset = rundir.load_generator(run_dir, average)
+        generator, preset = rundir.restore_generator(run_dir, average, step)
         layers = [l for l in generator.layers if isinstance(l, BatchNorm)]
-        other = "batch" if preset.inference_stats == "moving" else "moving"
+        modes = sampling_modes(preset) if layers else [None]
         prefix = "" if average else "no-ema "
-        for label, mode in [("preset", preset.inference_stats)] + ([(f"bn-{other}", other)] if layers else []):
+        for mode in sorted(modes, key=["moving", "recomputed", "batch", None].index):  # recompute after 'moving'
+            if mode == "recomputed":
+                recompute_batch_norm_stats(generator)
             for layer in layers:
-                layer.inference_stats = mode
+                layer.inference_stats = "batch" if mode == "batch" else "moving"
             pixels = sample.generate(generator, preset, num, seed)
+            label = "preset" if mode == modes[0] else f"bn-{mode}"
             results[prefix + label] = evaluate.evaluate_images(pixels, classifier, real)
             if label == "preset" and not prefix:
                 preset_pixels = pixels
@@ -89,6 +106,9 @@ def main():
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     p.add_argument("--extra", default="", help="extra genmnist.train flags for every run, e.g. '--loss hinge'")
     p.add_argument("--tag", default="quality", help="results file name stem")
+    p.add_argument("--rescore", action="store_true",
+                   help="train nothing: score the checkpoints these runs kept at --budgets again "
+                        "(train s is then unknown: nan)")
     p.add_argument("--collect", nargs="+", metavar="LOG",
                    help="train nothing: rebuild the results from the JSON rows these earlier runs printed")
     args = p.parse_args()
@@ -106,8 +126,12 @@ def main():
             run_dir = os.path.join(args.runs, f"{args.tag}-{preset}-seed{seed}")
             wall = 0.0
             for budget in sorted(args.budgets):
-                wall += train(run_dir, preset, seed, budget, args.data_dir, args.extra.split())
-                results, pixels = evaluate_run(run_dir, classifier, real, args.num, seed)
+                if args.rescore:
+                    wall = float("nan")
+                else:
+                    wall += train(run_dir, preset, seed, budget, args.data_dir, args.extra.split())
+                results, pixels = evaluate_run(run_dir, classifier, real, args.num, seed,
+                                               budget if args.rescore else None)
                 for mode, metrics in results.items():
                     row = {"preset": preset, "seed": seed, "steps": budget, "sampling": mode,
                            "train_seconds": round(wall, 1), **{k: metrics[k] for k in METRICS}}
@@ -162,12 +186,11 @@ def time_to_quality(summary, presets, baseline="legacy"):
 
 def write_results(args, rows, ceiling):
     command = "python " + " ".join(sys.argv)
-    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
     with open(os.path.join(args.results, f"{args.tag}.json"), "w") as f:
-        json.dump({"command": command, "machine": machine, "rows": rows,
+        json.dump({"command": command, "machine": MACHINE, "rows": rows,
                    "real_vs_real": {k: ceiling[k] for k in METRICS}}, f, indent=1)
     fmt = lambda m: f"{m[0]:.3f}" if m[1] == m[2] else f"{m[0]:.3f} ({m[1]:.3f}..{m[2]:.3f})"  # noqa: E731
-    lines = [f"# Quality benchmark ({args.tag})", "", f"Command: `{command}`  ", f"Machine: {machine}  ",
+    lines = [f"# Quality benchmark ({args.tag})", "", f"Command: `{command}`  ", f"Machine: {MACHINE}  ",
              f"Samples per evaluation: {args.num}; values are mean (min..max over seeds).", "",
              "| preset | sampling BN | steps | seeds | " + " | ".join(METRICS) + " | train s |",
              "|" + "---|" * (len(METRICS) + 5)]

@@ -33,3 +33,11 @@ def test_time_to_quality_not_reached_and_no_baseline():
     assert quality.time_to_quality(quality._summary(rows), ["legacy", "default"])[-1] == \
         "- default: not within the budgets run"
     assert quality.time_to_quality(quality._summary(rows[1:]), ["default"]) == []
+
+
+def test_each_preset_is_scored_in_its_own_sampling_mode_first_then_the_others():
+    from genmnist.presets import PRESETS
+    assert quality.sampling_modes(PRESETS["legacy"]) == ["batch", "moving", "recomputed"]
+    assert quality.sampling_modes(PRESETS["default"]) == ["recomputed", "moving", "batch"]
+    assert quality.sampling_modes(PRESETS["default"].replace(recompute_bn_stats=False)) == \
+        ["moving", "recomputed", "batch"]

@@ -1,0 +1,32 @@
+"""bench/gan_family.py --collect: parts run on several machines merge into one table, machines kept."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+SPEC = importlib.util.spec_from_file_location("bench_gan_family", BENCH / "gan_family.py")
+gan_family = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(gan_family)
+
+
+def _write(path, machine, rows):
+    path.write_text(json.dumps({"command": "x", "machine": machine, "rows": rows}))
+    return str(path)
+
+
+def _row(loss, seed, score, **extra):
+    return {"model": "dcgan", "loss": loss, "seed": seed, "steps": 500, "exit_code": 0,
+            "train_seconds": 10.0, "classifier_score": score, **extra}
+
+
+def test_collect_merges_files_later_ones_win_and_rows_keep_their_machine(tmp_path):
+    first = _write(tmp_path / "a.json", "box A", [_row("hinge", 0, 4.0), _row("lsgan", 0, 3.0)])
+    second = _write(tmp_path / "b.json", "box B", [_row("hinge", 0, 5.0), _row("hinge", 1, 6.0, machine="box C")])
+    rows = {(r["loss"], r["seed"]): r for r in gan_family.collect([first, second])}
+    assert set(rows) == {("hinge", 0), ("lsgan", 0), ("hinge", 1)}
+    assert rows[("hinge", 0)]["classifier_score"] == 5.0 and rows[("hinge", 0)]["machine"] == "box B"
+    assert rows[("lsgan", 0)]["machine"] == "box A"
+    assert rows[("hinge", 1)]["machine"] == "box C"  # a row's own machine beats its file's
