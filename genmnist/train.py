@@ -242,10 +242,10 @@ def train(args):
               else tf.summary.create_noop_writer())
     samples_dir = rundir.path(run_dir, rundir.SAMPLES)
 
-    def save_samples(iteration):
+    def save_samples(iteration, sampler):
         if not chief:
             return
-        pixels = images.to_uint8(trainer.inference_generator()(fixed_z, training=False), preset.pixel_range)
+        pixels = images.to_uint8(sampler(fixed_z, training=False), preset.pixel_range)
         picture = images.grid(pixels)
         images.write_png(os.path.join(samples_dir, f"step_{iteration:06d}.png"), picture)
         images.write_gif(images.milestone_pngs(samples_dir), rundir.path(run_dir, "progress.gif"))
@@ -285,11 +285,15 @@ def train(args):
                                       ("d_real", "D(x)"), ("d_fake", "D(G(z))")):
                         tf.summary.scalar(tag, values[name], step=done)
                     tf.summary.scalar("steps_per_sec", rate, step=done)
-            if is_milestone(iteration) or iteration == total - 1 or (
-                    args.sample_every and done % args.sample_every == 0):
-                save_samples(iteration)
-            if evaluator and (done % args.eval_every == 0 or done == total):
-                evaluator(trainer.inference_generator(), preset, done, writer)
+            grid_due = is_milestone(iteration) or iteration == total - 1 or (
+                args.sample_every and done % args.sample_every == 0)
+            eval_due = evaluator and (done % args.eval_every == 0 or done == total)
+            if grid_due or eval_due:
+                sampler = trainer.inference_generator()  # one copy per step, for both
+                if grid_due:
+                    save_samples(iteration, sampler)
+                if eval_due:
+                    evaluator(sampler, preset, done, writer)
             if done % args.checkpoint_every == 0 and done != total:
                 save_checkpoint("periodic")
     except KeyboardInterrupt:
