@@ -27,9 +27,9 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import numpy as np  # noqa: E402
 
-from genmnist import images  # noqa: E402
+from genmnist import images, rundir  # noqa: E402
 from genmnist.losses import USER_LOSSES  # noqa: E402
-from quality import MACHINE, evaluate_run, scoring_reference  # noqa: E402
+from quality import MACHINE, evaluate_run, notes, sampling_modes, scoring_reference  # noqa: E402
 
 METRICS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl_uniform", "precision", "recall")
 COLLAPSED_CLASSES = 3
@@ -60,6 +60,9 @@ def main():
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     p.add_argument("--collect", nargs="+", metavar="JSON",
                    help="train nothing: merge the rows of these gan_family.json files (later files win)")
+    p.add_argument("--notes", metavar="MD",
+                   help="markdown appended to the results table (where the rows come from), so that a "
+                        "rebuilt table keeps it")
     args = p.parse_args()
 
     classifier, real, ceiling = scoring_reference(args.data_dir, args.num)
@@ -84,6 +87,10 @@ def main():
                 if code == 0:
                     results, pixels = evaluate_run(run_dir, classifier, real, args.num, seed)
                     row.update({k: results["preset"][k] for k in METRICS})
+                    row["sampling"] = sampling_modes(rundir.read_config(run_dir)["preset"])[0] \
+                        if model == "dcgan" else "none"
+                    row["other_sampling"] = {label: {k: m[k] for k in METRICS}
+                                             for label, m in results.items() if label != "preset"}
                     images.write_png(os.path.join(args.results, f"gan-family-{model}-{loss}-seed{seed}.png"),
                                      images.grid(pixels[:64]))
                 row["failure"] = ("diverged (non-finite loss)" if code == 3 else f"exit {code}" if code else
@@ -105,6 +112,13 @@ def collect(paths):
     return list(merged.values())
 
 
+def sampling_of(row):
+    """The batch-norm statistics a row's generator sampled with ('none': no batch norm).  Rows
+    written before this was recorded (up to commit 443ef04) sampled the DCGAN generator with
+    its moving averages as trained."""
+    return row.get("sampling", "moving" if row["model"] == "dcgan" else "none")
+
+
 def write_results(args, rows, ceiling):
     command = "python " + " ".join(sys.argv)
     machines = sorted({r.get("machine", MACHINE) for r in rows})
@@ -115,9 +129,10 @@ def write_results(args, rows, ceiling):
              f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}  ",
              f"Samples per evaluation: {args.num}. Values: mean (min..max over seeds) of the finished runs; "
              f"'failures' counts diverged runs and runs covering <= {COLLAPSED_CLASSES} classes (mode collapse). "
-             "Grids: `gan-family-MODEL-LOSS-seedS.png`.", "",
-             "| model | loss | steps | seeds | " + " | ".join(METRICS) + " | train s | failures |",
-             "|" + "---|" * (len(METRICS) + 6)]
+             "Sampling BN: the generator's batch-norm statistics when sampling (the JSON rows also "
+             "score the other modes). Grids: `gan-family-MODEL-LOSS-seedS.png`.", "",
+             "| model | loss | steps | seeds | sampling BN | " + " | ".join(METRICS) + " | train s | failures |",
+             "|" + "---|" * (len(METRICS) + 7)]
     groups = {}
     for r in rows:
         groups.setdefault((r["model"], r["loss"], r["steps"]), []).append(r)
@@ -131,9 +146,11 @@ def write_results(args, rows, ceiling):
         walls = [r["train_seconds"] for r in group if r["train_seconds"] is not None]
         failures = [f"seed {r['seed']}: {r['failure']}" for r in group if r["failure"]]
         wall = f"{np.mean(walls):.0f}" if walls else "-"
-        lines.append(f"| {model} | {loss} | {steps} | {len(group)} | " + " | ".join(cells)
+        sampling = ", ".join(sorted({sampling_of(r) for r in group}))
+        lines.append(f"| {model} | {loss} | {steps} | {len(group)} | {sampling} | " + " | ".join(cells)
                      + f" | {wall} | {'; '.join(failures) or 'none'} |")
-    lines.append("| real vs real | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | | |")
+    lines.append("| real vs real | | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | | |")
+    lines += notes(args.notes)
     with open(os.path.join(args.results, "gan_family.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

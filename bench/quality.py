@@ -111,6 +111,9 @@ def main():
                         "(train s is then unknown: nan)")
     p.add_argument("--collect", nargs="+", metavar="LOG",
                    help="train nothing: rebuild the results from the JSON rows these earlier runs printed")
+    p.add_argument("--notes", metavar="MD",
+                   help="markdown appended to the results table (where the rows come from), so that a "
+                        "rebuilt table keeps it")
     args = p.parse_args()
 
     classifier, real, ceiling = scoring_reference(args.data_dir, args.num)
@@ -190,7 +193,9 @@ def write_results(args, rows, ceiling):
         json.dump({"command": command, "machine": MACHINE, "rows": rows,
                    "real_vs_real": {k: ceiling[k] for k in METRICS}}, f, indent=1)
     fmt = lambda m: f"{m[0]:.3f}" if m[1] == m[2] else f"{m[0]:.3f} ({m[1]:.3f}..{m[2]:.3f})"  # noqa: E731
-    lines = [f"# Quality benchmark ({args.tag})", "", f"Command: `{command}`  ", f"Machine: {MACHINE}  ",
+    machine = (MACHINE if not args.collect else f"collected on {MACHINE}"
+               + ("; the rows' own machines: see the notes below" if args.notes else ""))
+    lines = [f"# Quality benchmark ({args.tag})", "", f"Command: `{command}`  ", f"Machine: {machine}  ",
              f"Samples per evaluation: {args.num}; values are mean (min..max over seeds).", "",
              "| preset | sampling BN | steps | seeds | " + " | ".join(METRICS) + " | train s |",
              "|" + "---|" * (len(METRICS) + 5)]
@@ -199,10 +204,19 @@ def write_results(args, rows, ceiling):
                      + " | ".join(fmt(e[k]) for k in METRICS) + f" | {e['train_seconds'][0]:.0f} |")
     lines.append("| real vs real | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | |")
     lines += time_to_quality(_summary(rows), args.presets)
+    lines += notes(args.notes)
     with open(os.path.join(args.results, f"{args.tag}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(args, rows)
+
+
+def notes(path):
+    """The lines of a hand-written markdown file to append to a results table (none without one)."""
+    if not path:
+        return []
+    with open(path) as f:
+        return [""] + f.read().rstrip().splitlines()
 
 
 def plot(args, rows):

@@ -120,7 +120,7 @@ def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
     Why: the moving averages mix statistics of the last ~1/(1 - momentum) steps' weights,
     which differ from the final ones, and a weight average (``--ema``) never produced
     its own statistics at all.  Recomputed statistics keep an image independent of its
-    batch-mates yet score like batch statistics (bench/results/quality.md).  Each
+    batch-mates yet score like batch statistics (bench/results/quality-bn-ema.md).  Each
     layer sees its input as in training (earlier layers normalised by their batch's
     statistics); the update is deterministic for the same weights and arguments.
     """

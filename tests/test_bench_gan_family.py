@@ -30,3 +30,20 @@ def test_collect_merges_files_later_ones_win_and_rows_keep_their_machine(tmp_pat
     assert rows[("hinge", 0)]["classifier_score"] == 5.0 and rows[("hinge", 0)]["machine"] == "box B"
     assert rows[("lsgan", 0)]["machine"] == "box A"
     assert rows[("hinge", 1)]["machine"] == "box C"  # a row's own machine beats its file's
+
+
+def test_the_table_ends_with_the_notes_file(tmp_path):
+    import argparse
+    notes = tmp_path / "notes.md"
+    notes.write_text("Trained on box A.\n")
+    args = argparse.Namespace(results=str(tmp_path), num=10, notes=str(notes))
+    ceiling = {k: 1.0 for k in gan_family.METRICS}
+    row = {k: 2.0 for k in gan_family.METRICS}
+    rows = [_row("hinge", 0, 4.0, failure="", **row),  # recorded before rows said how they sampled
+            _row("hinge", 1, 4.0, failure="", sampling="recomputed", **row),
+            {**_row("hinge", 0, 4.0, failure="", **row), "model": "wgan"}]
+    gan_family.write_results(args, rows, ceiling)
+    text = (tmp_path / "gan_family.md").read_text()
+    assert text.rstrip().endswith("| | |\n\nTrained on box A.")
+    assert "| dcgan | hinge | 500 | 2 | moving, recomputed | " in text
+    assert "| wgan | hinge | 500 | 1 | none | " in text

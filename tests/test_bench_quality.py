@@ -41,3 +41,21 @@ def test_each_preset_is_scored_in_its_own_sampling_mode_first_then_the_others():
     assert quality.sampling_modes(PRESETS["default"]) == ["recomputed", "moving", "batch"]
     assert quality.sampling_modes(PRESETS["default"].replace(recompute_bn_stats=False)) == \
         ["moving", "recomputed", "batch"]
+
+
+def test_a_rebuilt_table_keeps_its_hand_written_notes_and_says_rows_were_collected(tmp_path):
+    import argparse
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Where the rows come from\n\nlegacy seed 1: the lent machine\n")
+    rows = [_row("legacy", 500, 2.0, 200.0, 100.0), _row("default", 500, 3.0, 150.0, 90.0)]
+    ceiling = {k: 1.0 for k in quality.METRICS}
+    args = argparse.Namespace(results=str(tmp_path), tag="t", num=10, collect=["x.jsonl"], notes=str(notes),
+                              presets=["legacy", "default"])
+    quality.write_results(args, rows, ceiling)
+    text = (tmp_path / "t.md").read_text()
+    assert text.rstrip().endswith("## Where the rows come from\n\nlegacy seed 1: the lent machine")
+    assert "Machine: collected on" in text
+    args.notes, args.collect = None, None
+    quality.write_results(args, rows, ceiling)
+    text = (tmp_path / "t.md").read_text()
+    assert "Where the rows come from" not in text and "collected on" not in text
