@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from genmnist import images, rundir  # noqa: E402
 from genmnist.losses import USER_LOSSES  # noqa: E402
-from quality import MACHINE, evaluate_run, notes, sampling_modes, scoring_reference  # noqa: E402
+from quality import MACHINE, evaluate_run, notes, scoring_reference  # noqa: E402
 
 METRICS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl_uniform", "precision", "recall")
 COLLAPSED_CLASSES = 3
@@ -87,7 +87,7 @@ def main():
                 if code == 0:
                     results, pixels = evaluate_run(run_dir, classifier, real, args.num, seed)
                     row.update({k: results["preset"][k] for k in METRICS})
-                    row["sampling"] = sampling_modes(rundir.read_config(run_dir)["preset"])[0] \
+                    row["sampling"] = rundir.read_config(run_dir)["preset"].sampling_stats \
                         if model == "dcgan" else "none"
                     row["other_sampling"] = {label: {k: m[k] for k in METRICS}
                                              for label, m in results.items() if label != "preset"}

@@ -60,8 +60,7 @@ def scoring_reference(data_dir, num):
 
 def sampling_modes(preset):
     """The batch-norm statistics a preset samples with, then the others a benchmark compares it with."""
-    own = ("batch" if preset.inference_stats == "batch" else
-           "recomputed" if preset.recompute_bn_stats else "moving")
+    own = preset.sampling_stats
     return [own] + [m for m in ("moving", "recomputed", "batch") if m != own]
 
 

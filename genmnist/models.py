@@ -143,7 +143,7 @@ def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
 
 def prepare_for_sampling(generator, preset):
     """``generator`` with the statistics ``preset`` samples with: recomputed when it asks for that."""
-    if preset.recompute_bn_stats and preset.inference_stats == "moving":
+    if preset.sampling_stats == "recomputed":
         recompute_batch_norm_stats(generator)
     return generator
 

@@ -34,6 +34,14 @@ class Preset:
     label_smoothing: float = 0.0        # D's target for real images is 1 - this (sigmoid losses)
     ema_decay: float = 0.0              # sample from an exponential moving average of G's weights (0: off)
 
+    @property
+    def sampling_stats(self):
+        """The batch-norm statistics G samples with: 'batch' (the sampling batch's own),
+        'recomputed' (moving ones recomputed for the sampled weights) or 'moving' (as trained)."""
+        if self.inference_stats == "batch":
+            return "batch"
+        return "recomputed" if self.recompute_bn_stats else "moving"
+
     def with_loss(self, name):
         """Switch the loss and take that loss's usual schedule (critic steps, clipping, penalty)."""
         spec = losses.get(name)

@@ -101,7 +101,7 @@ class GANTrainer:
     def inference_generator(self):
         """What grids, evaluations and exports draw from: the sampler with the statistics the
         preset samples with; recomputed on a copy, so the training state stays untouched."""
-        if not self.preset.recompute_bn_stats:
+        if self.preset.sampling_stats != "recomputed":
             return self.sampler
         copy = keras.models.clone_model(self.sampler)
         copy.set_weights(self.sampler.get_weights())
