@@ -119,6 +119,27 @@ def sampling_of(row):
     return row.get("sampling", "moving" if row["model"] == "dcgan" else "none")
 
 
+def scored_modes(row):
+    """Every batch-norm sampling mode a row was scored in: its own and its ``other_sampling`` ones."""
+    return {sampling_of(row)} | {label[len("bn-"):] for label in row.get("other_sampling", {})
+                                 if label.startswith("bn-")}
+
+
+def table_mode(rows):
+    """The sampling mode a model's rows are compared in: one that every finished row was scored
+    in (the product's 'recomputed' first), so seeds and losses sampled alike are averaged and
+    ranked; rows that lack one keep their own modes (None)."""
+    common = set.intersection(*[scored_modes(r) for r in rows]) if rows else set()
+    return next((m for m in ("recomputed", "moving", "batch", "none") if m in common), None)
+
+
+def metrics_in(row, mode):
+    """A row's metrics with G sampled in ``mode`` (None: the mode it trained to sample in)."""
+    if mode is None or mode == sampling_of(row):
+        return row
+    return row["other_sampling"][f"bn-{mode}"]
+
+
 def write_results(args, rows, ceiling):
     command = "python " + " ".join(sys.argv)
     machines = sorted({r.get("machine", MACHINE) for r in rows})
@@ -129,24 +150,28 @@ def write_results(args, rows, ceiling):
              f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}  ",
              f"Samples per evaluation: {args.num}. Values: mean (min..max over seeds) of the finished runs; "
              f"'failures' counts diverged runs and runs covering <= {COLLAPSED_CLASSES} classes (mode collapse). "
-             "Sampling BN: the generator's batch-norm statistics when sampling (the JSON rows also "
-             "score the other modes). Grids: `gan-family-MODEL-LOSS-seedS.png`.", "",
+             "Sampling BN: the generator's batch-norm statistics when sampling, the same for every "
+             "row of a model where the runs were scored in a common mode (the JSON rows hold each "
+             "run's own mode and the others). Grids: `gan-family-MODEL-LOSS-seedS.png`.", "",
              "| model | loss | steps | seeds | sampling BN | " + " | ".join(METRICS) + " | train s | failures |",
              "|" + "---|" * (len(METRICS) + 7)]
+    finished = [r for r in rows if r["exit_code"] == 0]
+    modes = {model: table_mode([r for r in finished if r["model"] == model]) for model in {r["model"] for r in rows}}
     groups = {}
     for r in rows:
         groups.setdefault((r["model"], r["loss"], r["steps"]), []).append(r)
     for (model, loss, steps), group in groups.items():
-        finished = [r for r in group if r["exit_code"] == 0]
+        mode = modes[model]
+        scored = [metrics_in(r, mode) for r in group if r["exit_code"] == 0]
         cells = []
         for k in METRICS:
-            values = np.array([r[k] for r in finished], float)
+            values = np.array([m[k] for m in scored], float)
             cells.append("-" if not len(values) else f"{values.mean():.3f}" if np.ptp(values) == 0
                          else f"{values.mean():.3f} ({values.min():.3f}..{values.max():.3f})")
         walls = [r["train_seconds"] for r in group if r["train_seconds"] is not None]
         failures = [f"seed {r['seed']}: {r['failure']}" for r in group if r["failure"]]
         wall = f"{np.mean(walls):.0f}" if walls else "-"
-        sampling = ", ".join(sorted({sampling_of(r) for r in group}))
+        sampling = mode or ", ".join(sorted({sampling_of(r) for r in group}))
         lines.append(f"| {model} | {loss} | {steps} | {len(group)} | {sampling} | " + " | ".join(cells)
                      + f" | {wall} | {'; '.join(failures) or 'none'} |")
     lines.append("| real vs real | | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | | |")

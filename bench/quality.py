@@ -9,8 +9,9 @@ budget, and so on.  Each evaluation draws ``--num`` samples (``genmnist.sample``
 with the generator's batch norm in its preset's mode and, for batch-norm
 models, also in the other modes (moving averages as trained, statistics
 recomputed for the final weights, batch statistics), so the choice of sampling
-mode is measured too.  ``--rescore`` scores the kept checkpoints of finished runs
-again (for example with a newer evaluation) without training.
+mode is measured too.  The runs keep their checkpoint at every budget, so
+``--rescore`` can score finished runs again (for example with a newer evaluation)
+without training.
 Writes ``bench/results/quality.{json,md}``, the final grids, and a plot of
 each metric against step and against wall time.
 """
@@ -41,7 +42,7 @@ METRICS = ("classifier_score", "frechet_distance", "precision", "recall", "class
 def train(run_dir, preset, seed, steps, data_dir, extra):
     cmd = [sys.executable, "-m", "genmnist.train", "--preset", preset, "--seed", str(seed),
            "--steps", str(steps), "--out", run_dir, "--data-dir", data_dir, "--log-every", "100",
-           "--checkpoint-every", "1000000", "--no-export", *extra]
+           "--checkpoint-every", "1000000", "--keep-checkpoints", "0", "--no-export", *extra]
     if os.path.isdir(os.path.join(run_dir, "checkpoints")):
         cmd.append("--resume")
     start = time.perf_counter()
@@ -136,7 +137,8 @@ def main():
                                                budget if args.rescore else None)
                 for mode, metrics in results.items():
                     row = {"preset": preset, "seed": seed, "steps": budget, "sampling": mode,
-                           "train_seconds": round(wall, 1), **{k: metrics[k] for k in METRICS}}
+                           "train_seconds": round(wall, 1), "machine": MACHINE,
+                           **{k: metrics[k] for k in METRICS}}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 images.write_png(os.path.join(args.results, f"{args.tag}-{preset}-seed{seed}-{budget}.png"),
@@ -159,13 +161,14 @@ def _summary(rows):
     return out
 
 
-def time_to_quality(summary, presets, baseline="legacy"):
+def time_to_quality(summary, presets, baseline="legacy", machines=(MACHINE,)):
     """Lines saying when each other preset first matched ``baseline``'s final quality.
 
     Final quality: the baseline's classifier score and Frechet distance (means over seeds,
     'preset' sampling) at its largest budget.  A preset matches it at the first budget
     where its mean score is at least that and its mean FD at most that; the evaluated
-    budgets bound the true crossing from above.
+    budgets bound the true crossing from above.  ``machines``: those the rows were trained
+    on (None for a row that does not say); the time ratios only mean something for one.
     """
     rows = [e for e in summary if e["sampling"] == "preset"]
     base = [e for e in rows if e["preset"] == baseline]
@@ -183,6 +186,9 @@ def time_to_quality(summary, presets, baseline="legacy"):
         lines.append(f"- {preset}: " + (f"by {hit[0]['steps']} steps, {hit[0]['train_seconds'][0]:.0f} s = "
                                         f"{hit[0]['train_seconds'][0] / seconds:.2f}x {baseline}'s time"
                                         if hit else "not within the budgets run"))
+    if len(set(machines)) != 1 or None in machines:
+        lines.append("- Caution: these rows were trained on more than one machine, or do not all say "
+                     "which, so the time ratios compare machines as well as presets.")
     return lines
 
 
@@ -202,7 +208,7 @@ def write_results(args, rows, ceiling):
         lines.append(f"| {e['preset']} | {e['sampling']} | {e['steps']} | {e['seeds']} | "
                      + " | ".join(fmt(e[k]) for k in METRICS) + f" | {e['train_seconds'][0]:.0f} |")
     lines.append("| real vs real | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | |")
-    lines += time_to_quality(_summary(rows), args.presets)
+    lines += time_to_quality(_summary(rows), args.presets, machines=[r.get("machine") for r in rows])
     lines += notes(args.notes)
     with open(os.path.join(args.results, f"{args.tag}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

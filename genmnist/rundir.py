@@ -62,7 +62,8 @@ def build_models(preset):
 
 
 def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
-    """A CheckpointManager over ``tf.train.Checkpoint(**trackables)`` in RUN/checkpoints.
+    """A CheckpointManager over ``tf.train.Checkpoint(**trackables)`` in RUN/checkpoints,
+    keeping the latest ``max_to_keep`` (None: every one).
 
     TF writes checkpoint data under temporary names and updates the index file
     atomically, so a run killed at any moment leaves the previous checkpoint intact.

@@ -103,6 +103,9 @@ def parse_args(argv=None):
                    help="continue the run in --out from its latest checkpoint; its preset, seed and batch "
                         "size are kept, --steps may extend it")
     p.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, default=3, metavar="N",
+                   help="how many of the latest checkpoints to keep (0: every one, e.g. to score a run "
+                        "again at each budget it stopped at)")
     p.add_argument("--log-every", type=int, default=10,
                    help="iterations between progress lines and TensorBoard scalars (also the NaN check)")
     p.add_argument("--sample-every", type=int, default=0,
@@ -123,6 +126,8 @@ def parse_args(argv=None):
     for name in ("steps", "batch_size", "checkpoint_every", "log_every", "n_critic", "eval_num"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.keep_checkpoints < 0:
+        p.error("--keep-checkpoints must be 0 (keep every one) or positive")
     if args.resume and not args.out:
         p.error("--resume needs --out RUN_DIR")
     if args.init_from and (args.resume or args.model != "dcgan"):
@@ -219,7 +224,7 @@ def train(args):
     # Every multi-worker replica must take part in saving; only the chief's copy is kept.
     checkpoint_dir = run_dir if chief else tempfile.mkdtemp(prefix="genmnist-worker-")
     manager = rundir.checkpoint_manager(
-        checkpoint_dir, generator=generator, discriminator=discriminator, g_optimizer=trainer.g_optimizer,
+        checkpoint_dir, args.keep_checkpoints or None, generator=generator, discriminator=discriminator, g_optimizer=trainer.g_optimizer,
         d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step, **extra)
     if args.resume:
         if manager.latest_checkpoint is None:
@@ -235,7 +240,10 @@ def train(args):
         return 0
     first_batch = 0 if start == 0 else preset.warmup_d_steps + start
     reals = batches(data, batch_size, preset.pixel_range, seed, first_batch)
-    zs = tf.data.Dataset.range(first_batch, 2**62).map(lambda k: noise(batch_size, seed, k, preset.n_critic))
+
+    def batch_noise(k):  # a named function: AutoGraph warns that it cannot parse this as a lambda
+        return noise(batch_size, seed, k, preset.n_critic)
+    zs = tf.data.Dataset.range(first_batch, 2**62).map(batch_noise)
     stream = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.zip(reals, zs).prefetch(2)))
     fixed_z = noise(NUM_SAMPLES, seed, -1)
     writer = (tf.summary.create_file_writer(rundir.path(run_dir, rundir.LOGS)) if chief

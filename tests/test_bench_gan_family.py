@@ -47,3 +47,18 @@ def test_the_table_ends_with_the_notes_file(tmp_path):
     assert text.rstrip().endswith("| | |\n\nTrained on box A.")
     assert "| dcgan | hinge | 500 | 2 | moving, recomputed | " in text
     assert "| wgan | hinge | 500 | 1 | none | " in text
+
+
+def test_a_model_s_rows_are_averaged_in_the_sampling_mode_every_run_was_scored_in(tmp_path):
+    import argparse
+    args = argparse.Namespace(results=str(tmp_path), num=10, notes=None)
+    ceiling = {k: 1.0 for k in gan_family.METRICS}
+    metrics = lambda score: {k: score for k in gan_family.METRICS}  # noqa: E731
+    rows = [_row("hinge", 0, 4.0, failure="", **metrics(4.0)),  # old row: moving statistics only
+            {**_row("hinge", 1, 9.0, failure="", sampling="recomputed", **metrics(9.0)),
+             "other_sampling": {"bn-moving": metrics(6.0), "bn-batch": metrics(7.0)}}]
+    gan_family.write_results(args, rows, ceiling)
+    text = (tmp_path / "gan_family.md").read_text()
+    # seed 1 enters with its moving-statistics score (6), not its own recomputed one (9)
+    assert "| dcgan | hinge | 500 | 2 | moving | 5.000 (4.000..6.000) | " in text
+    assert gan_family.table_mode([rows[1]]) == "recomputed"

@@ -59,3 +59,12 @@ def test_a_rebuilt_table_keeps_its_hand_written_notes_and_says_rows_were_collect
     quality.write_results(args, rows, ceiling)
     text = (tmp_path / "t.md").read_text()
     assert "Where the rows come from" not in text and "collected on" not in text
+
+
+def test_time_to_quality_warns_when_the_rows_come_from_several_machines():
+    rows = [_row("legacy", 2000, 6.0, 50.0, 400.0), _row("default", 1000, 7.0, 40.0, 100.0)]
+    summary = quality._summary(rows)
+    assert not any("Caution" in line for line in quality.time_to_quality(summary, ["legacy", "default"],
+                                                                           machines=["a", "a"]))
+    for machines in (["a", "b"], ["a", None]):
+        assert "compare machines" in quality.time_to_quality(summary, ["legacy", "default"], machines=machines)[-1]

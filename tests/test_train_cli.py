@@ -304,3 +304,12 @@ def test_restore_generator_picks_a_kept_checkpoint_and_names_the_kept_ones_other
     assert not np.array_equal(kernel(at_8), kernel(at_12))
     with pytest.raises(UserError, match="no checkpoint of step 1; it has ckpt-4, ckpt-8, ckpt-12"):
         rundir.restore_generator(str(run), step=1)
+
+
+def test_keep_checkpoints_zero_keeps_every_checkpoint(finished_run, tmp_path):
+    _, data_dir = finished_run
+    out = tmp_path / "all"
+    assert run_train(out, data_dir, "--checkpoint-every", "2", "--keep-checkpoints", "0") == 0
+    kept = tf.train.get_checkpoint_state(str(out / "checkpoints")).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in kept] == [f"ckpt-{s}" for s in (2, 4, 6, 8, 10, 12)]
+    rundir.restore_generator(str(out), step=2)  # the oldest one is still there to be scored
