@@ -10,8 +10,11 @@ stops on a non-finite loss (exit 3) is reported as diverged; one whose
 samples cover at most ``COLLAPSED_CLASSES`` digit classes at >= 5% as mode
 collapse.  Finished runs are not retrained, so the benchmark can be resumed.
 Writes ``bench/results/gan_family.{json,md}`` and a grid per row after every run.
-``--collect`` merges the JSON files of runs made elsewhere (other machines or
-processes, each with its own ``--results``) into one table, without training.
+``--spectral-norm`` trains the same rows with spectral normalisation on D's
+layers (rows and grids marked "sn"), so the table compares each loss with and
+without it.  ``--collect`` merges the JSON files of runs made elsewhere (other
+machines or processes, each with its own ``--results``) into one table, without
+training.
 """
 
 import argparse
@@ -35,17 +38,24 @@ METRICS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl_
 COLLAPSED_CLASSES = 3
 
 
-def train(run_dir, model, loss, seed, steps, data_dir):
-    """(exit code, wall seconds); 0 without training when the run already reached ``steps``."""
-    if os.path.exists(os.path.join(run_dir, "checkpoints", f"ckpt-{steps}.index")):
+def train(run_dir, model, loss, seed, steps, data_dir, spectral_norm=False):
+    """(exit code, wall seconds); 0 without training when the run already reached ``steps``.
+
+    A run killed part way (the benchmark stopped) resumes from its last checkpoint; its
+    wall seconds are then None, since the time before the kill is unknown.
+    """
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    if os.path.exists(os.path.join(checkpoints, f"ckpt-{steps}.index")):
         return 0, None
+    resume = os.path.isdir(checkpoints)
     cmd = [sys.executable, "-m", "genmnist.train", "--model", model, "--loss", loss, "--seed", str(seed),
            "--steps", str(steps), "--out", run_dir, "--data-dir", data_dir, "--log-every", "50",
-           "--checkpoint-every", "1000000", "--no-export"]
+           "--checkpoint-every", "100", "--no-export"] + (["--spectral-norm"] if spectral_norm else []) \
+        + (["--resume"] if resume else [])
     start = time.perf_counter()
-    with open(run_dir + ".log", "w") as log:
+    with open(run_dir + ".log", "a" if resume else "w") as log:
         code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    return code, time.perf_counter() - start
+    return code, None if resume else time.perf_counter() - start
 
 
 def main():
@@ -58,6 +68,8 @@ def main():
     p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
     p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench-gan-family"))
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--spectral-norm", action="store_true",
+                   help="train these rows with spectral normalisation on the discriminator (rows marked sn)")
     p.add_argument("--collect", nargs="+", metavar="JSON",
                    help="train nothing: merge the rows of these gan_family.json files (later files win)")
     p.add_argument("--notes", metavar="MD",
@@ -74,16 +86,20 @@ def main():
     os.makedirs(args.results, exist_ok=True)
     json_path = os.path.join(args.results, "gan_family.json")
     rows = json.load(open(json_path))["rows"] if os.path.exists(json_path) else []
-    done = {(r["model"], r["loss"], r["seed"], r["steps"]) for r in rows}
+    done = {row_key(r) for r in rows}
+    sn = "-sn" if args.spectral_norm else ""
     for model in args.models:
         for loss in args.losses:
             for seed in args.seeds:
-                if (model, loss, seed, args.steps) in done:
+                row = {"model": model, "loss": loss, "seed": seed, "steps": args.steps}
+                if args.spectral_norm:
+                    row["spectral_norm"] = True
+                if row_key(row) in done:
                     continue
-                run_dir = os.path.join(args.runs, f"{model}-{loss}-seed{seed}-{args.steps}")
-                code, wall = train(run_dir, model, loss, seed, args.steps, args.data_dir)
-                row = {"model": model, "loss": loss, "seed": seed, "steps": args.steps, "exit_code": code,
-                       "train_seconds": None if wall is None else round(wall, 1), "machine": MACHINE}
+                run_dir = os.path.join(args.runs, f"{model}-{loss}{sn}-seed{seed}-{args.steps}")
+                code, wall = train(run_dir, model, loss, seed, args.steps, args.data_dir, args.spectral_norm)
+                row.update({"exit_code": code, "train_seconds": None if wall is None else round(wall, 1),
+                            "machine": MACHINE})
                 if code == 0:
                     results, pixels = evaluate_run(run_dir, classifier, real, args.num, seed)
                     row.update({k: results["preset"][k] for k in METRICS})
@@ -91,7 +107,7 @@ def main():
                         if model == "dcgan" else "none"
                     row["other_sampling"] = {label: {k: m[k] for k in METRICS}
                                              for label, m in results.items() if label != "preset"}
-                    images.write_png(os.path.join(args.results, f"gan-family-{model}-{loss}-seed{seed}.png"),
+                    images.write_png(os.path.join(args.results, f"gan-family-{model}-{loss}{sn}-seed{seed}.png"),
                                      images.grid(pixels[:64]))
                 row["failure"] = ("diverged (non-finite loss)" if code == 3 else f"exit {code}" if code else
                                   "mode collapse" if row["classes_covered"] <= COLLAPSED_CLASSES else "")
@@ -100,15 +116,20 @@ def main():
                 write_results(args, rows, ceiling)
 
 
+def row_key(row):
+    """What identifies a run: (model, loss, spectral norm, seed, steps)."""
+    return row["model"], row["loss"], row.get("spectral_norm", False), row["seed"], row["steps"]
+
+
 def collect(paths):
-    """The rows of several gan_family.json files, one per (model, loss, seed, steps), each
-    tagged with the machine that trained it (a file's own machine for rows that lack one)."""
+    """The rows of several gan_family.json files, one per :func:`row_key`, each tagged with
+    the machine that trained it (a file's own machine for rows that lack one)."""
     merged = {}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
         for row in data["rows"]:
-            merged[(row["model"], row["loss"], row["seed"], row["steps"])] = {"machine": data["machine"], **row}
+            merged[row_key(row)] = {"machine": data["machine"], **row}
     return list(merged.values())
 
 
@@ -152,15 +173,15 @@ def write_results(args, rows, ceiling):
              f"'failures' counts diverged runs and runs covering <= {COLLAPSED_CLASSES} classes (mode collapse). "
              "Sampling BN: the generator's batch-norm statistics when sampling, the same for every "
              "row of a model where the runs were scored in a common mode (the JSON rows hold each "
-             "run's own mode and the others). Grids: `gan-family-MODEL-LOSS-seedS.png`.", "",
+             "run's own mode and the others). Grids: `gan-family-MODEL-LOSS[-sn]-seedS.png`.", "",
              "| model | loss | steps | seeds | sampling BN | " + " | ".join(METRICS) + " | train s | failures |",
              "|" + "---|" * (len(METRICS) + 7)]
     finished = [r for r in rows if r["exit_code"] == 0]
     modes = {model: table_mode([r for r in finished if r["model"] == model]) for model in {r["model"] for r in rows}}
     groups = {}
     for r in rows:
-        groups.setdefault((r["model"], r["loss"], r["steps"]), []).append(r)
-    for (model, loss, steps), group in groups.items():
+        groups.setdefault(row_key(r)[:3] + (r["steps"],), []).append(r)
+    for (model, loss, spectral_norm, steps), group in groups.items():
         mode = modes[model]
         scored = [metrics_in(r, mode) for r in group if r["exit_code"] == 0]
         cells = []
@@ -172,6 +193,7 @@ def write_results(args, rows, ceiling):
         failures = [f"seed {r['seed']}: {r['failure']}" for r in group if r["failure"]]
         wall = f"{np.mean(walls):.0f}" if walls else "-"
         sampling = mode or ", ".join(sorted({sampling_of(r) for r in group}))
+        loss += " + spectral norm" if spectral_norm else ""
         lines.append(f"| {model} | {loss} | {steps} | {len(group)} | {sampling} | " + " | ".join(cells)
                      + f" | {wall} | {'; '.join(failures) or 'none'} |")
     lines.append("| real vs real | | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | | |")

@@ -62,3 +62,32 @@ def test_a_model_s_rows_are_averaged_in_the_sampling_mode_every_run_was_scored_i
     # seed 1 enters with its moving-statistics score (6), not its own recomputed one (9)
     assert "| dcgan | hinge | 500 | 2 | moving | 5.000 (4.000..6.000) | " in text
     assert gan_family.table_mode([rows[1]]) == "recomputed"
+
+
+def test_spectral_norm_rows_are_their_own_runs_and_table_rows(tmp_path):
+    import argparse
+    plain, normed = _row("hinge", 0, 4.0, failure=""), _row("hinge", 0, 6.0, failure="", spectral_norm=True)
+    rows = gan_family.collect([_write(tmp_path / "a.json", "box A", [plain, normed])])
+    assert len(rows) == 2  # the same (model, loss, seed, steps), not merged
+    args = argparse.Namespace(results=str(tmp_path), num=10, notes=None)
+    metrics = {k: 1.0 for k in gan_family.METRICS if k != "classifier_score"}
+    gan_family.write_results(args, [{**r, **metrics} for r in rows], {k: 1.0 for k in gan_family.METRICS})
+    text = (tmp_path / "gan_family.md").read_text()
+    assert "| dcgan | hinge | 500 | 1 | moving | 4.000 | " in text
+    assert "| dcgan | hinge + spectral norm | 500 | 1 | moving | 6.000 | " in text
+
+
+def test_a_run_killed_part_way_is_resumed_and_a_finished_one_is_not_retrained(tmp_path, monkeypatch):
+    import subprocess
+    calls = []
+    monkeypatch.setattr(gan_family.subprocess, "run",
+                        lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    run = tmp_path / "dcgan-hinge-seed0-500"
+    assert gan_family.train(str(run), "dcgan", "hinge", 0, 500, "data")[1] is not None  # new: timed
+    assert "--resume" not in calls[-1]
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt-300.index").write_text("")
+    assert gan_family.train(str(run), "dcgan", "hinge", 0, 500, "data", spectral_norm=True) == (0, None)
+    assert "--resume" in calls[-1] and "--spectral-norm" in calls[-1]
+    (run / "checkpoints" / "ckpt-500.index").write_text("")
+    assert gan_family.train(str(run), "dcgan", "hinge", 0, 500, "data") == (0, None) and len(calls) == 2
