@@ -161,7 +161,7 @@ def _run_config(args):
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}}
 
 
-@tf.function
+@tf.function(autograph=False)  # nothing to convert; AutoGraph would re-read this file at the first call
 def _all_finite(variables):
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
 

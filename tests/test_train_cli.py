@@ -313,3 +313,21 @@ def test_keep_checkpoints_zero_keeps_every_checkpoint(finished_run, tmp_path):
     kept = tf.train.get_checkpoint_state(str(out / "checkpoints")).all_model_checkpoint_paths
     assert [os.path.basename(p) for p in kept] == [f"ckpt-{s}" for s in (2, 4, 6, 8, 10, 12)]
     rundir.restore_generator(str(out), step=2)  # the oldest one is still there to be scored
+
+
+def test_the_checkpoint_finite_check_survives_an_edit_of_the_source_during_a_run(tmp_path):
+    """AutoGraph reads a function's source by line number at its first call; the finite check
+    is first called at the first checkpoint, so with AutoGraph a run whose train.py was edited
+    (a git pull) in the meantime crashed there (seen: 35 minutes of training lost)."""
+    import shutil
+    shutil.copytree(os.path.join(ROOT, "genmnist"), tmp_path / "genmnist",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = ("import linecache, tensorflow as tf\n"
+              "from genmnist import train\n"
+              "source = open(train.__file__).read()\n"
+              "open(train.__file__, 'w').write('\\n' * 30 + source)\n"
+              "linecache.clearcache()\n"
+              "print('finite:', bool(train._all_finite([tf.constant([1.0]), tf.constant([2.0])])))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "finite: True" in done.stdout
