@@ -174,6 +174,7 @@ def write_results(args, rows, ceiling):
              "Sampling BN: the generator's batch-norm statistics when sampling, the same for every "
              "row of a model where the runs were scored in a common mode (the JSON rows hold each "
              "run's own mode and the others). Grids: `gan-family-MODEL-LOSS[-sn]-seedS.png`.", "",
+             "Train s: wall seconds per seed, in seed order (runs on different machines differ in speed).", "",
              "| model | loss | steps | seeds | sampling BN | " + " | ".join(METRICS) + " | train s | failures |",
              "|" + "---|" * (len(METRICS) + 7)]
     finished = [r for r in rows if r["exit_code"] == 0]
@@ -181,7 +182,8 @@ def write_results(args, rows, ceiling):
     groups = {}
     for r in rows:
         groups.setdefault(row_key(r)[:3] + (r["steps"],), []).append(r)
-    for (model, loss, spectral_norm, steps), group in groups.items():
+    order = lambda key: (key[0] != "dcgan", key[0], USER_LOSSES.index(key[1]), key[2:])  # noqa: E731
+    for (model, loss, spectral_norm, steps), group in sorted(groups.items(), key=lambda item: order(item[0])):
         mode = modes[model]
         scored = [metrics_in(r, mode) for r in group if r["exit_code"] == 0]
         cells = []
@@ -189,9 +191,9 @@ def write_results(args, rows, ceiling):
             values = np.array([m[k] for m in scored], float)
             cells.append("-" if not len(values) else f"{values.mean():.3f}" if np.ptp(values) == 0
                          else f"{values.mean():.3f} ({values.min():.3f}..{values.max():.3f})")
-        walls = [r["train_seconds"] for r in group if r["train_seconds"] is not None]
+        group = sorted(group, key=lambda r: r["seed"])
+        wall = " / ".join("-" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}" for r in group)
         failures = [f"seed {r['seed']}: {r['failure']}" for r in group if r["failure"]]
-        wall = f"{np.mean(walls):.0f}" if walls else "-"
         sampling = mode or ", ".join(sorted({sampling_of(r) for r in group}))
         loss += " + spectral norm" if spectral_norm else ""
         lines.append(f"| {model} | {loss} | {steps} | {len(group)} | {sampling} | " + " | ".join(cells)

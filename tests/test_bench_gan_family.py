@@ -61,6 +61,7 @@ def test_a_model_s_rows_are_averaged_in_the_sampling_mode_every_run_was_scored_i
     text = (tmp_path / "gan_family.md").read_text()
     # seed 1 enters with its moving-statistics score (6), not its own recomputed one (9)
     assert "| dcgan | hinge | 500 | 2 | moving | 5.000 (4.000..6.000) | " in text
+    assert text.count("| 10 / 10 | none |") == 1  # wall seconds per seed, not a mean across machines
     assert gan_family.table_mode([rows[1]]) == "recomputed"
 
 
