@@ -224,8 +224,8 @@ def train(args):
     # Every multi-worker replica must take part in saving; only the chief's copy is kept.
     checkpoint_dir = run_dir if chief else tempfile.mkdtemp(prefix="genmnist-worker-")
     manager = rundir.checkpoint_manager(
-        checkpoint_dir, args.keep_checkpoints or None, generator=generator, discriminator=discriminator, g_optimizer=trainer.g_optimizer,
-        d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step, **extra)
+        checkpoint_dir, args.keep_checkpoints or None, generator=generator, discriminator=discriminator,
+        g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step, **extra)
     if args.resume:
         if manager.latest_checkpoint is None:
             raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
