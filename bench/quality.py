@@ -204,11 +204,12 @@ def write_results(args, rows, ceiling):
              f"Samples per evaluation: {args.num}; values are mean (min..max over seeds).", "",
              "| preset | sampling BN | steps | seeds | " + " | ".join(METRICS) + " | train s |",
              "|" + "---|" * (len(METRICS) + 5)]
-    for e in _summary(rows):
+    summary = _summary(rows)
+    for e in summary:
         lines.append(f"| {e['preset']} | {e['sampling']} | {e['steps']} | {e['seeds']} | "
                      + " | ".join(fmt(e[k]) for k in METRICS) + f" | {e['train_seconds'][0]:.0f} |")
     lines.append("| real vs real | | | | " + " | ".join(f"{ceiling[k]:.3f}" for k in METRICS) + " | |")
-    lines += time_to_quality(_summary(rows), args.presets, machines=[r.get("machine") for r in rows])
+    lines += time_to_quality(summary, args.presets, machines=[r.get("machine") for r in rows])
     lines += notes(args.notes)
     with open(os.path.join(args.results, f"{args.tag}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
