@@ -35,7 +35,8 @@ from genmnist.data import load_mnist  # noqa: E402
 from genmnist.models import BatchNorm, recompute_batch_norm_stats  # noqa: E402
 
 # Cores this process may use (a job pinned with taskset gets fewer than the machine has).
-MACHINE = f"{platform.node()} {platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores, no GPU"
+MACHINE = (f"{platform.node()} {platform.machine()}, "
+           f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores, no GPU")
 METRICS = ("classifier_score", "frechet_distance", "precision", "recall", "class_kl_uniform", "classes_covered")
 
 

@@ -448,7 +448,8 @@ def markdown(info):
               f"XLA {info['first_call_s']['genmnist XLA']:.1f} s.",
               f"Losses finite after timing: {info['losses_finite_after_timing']}. `train_step` traces: "
               f"{info['train_step_traces']} (one per z shape used here: no retracing).", "",
-              "FLOPs per iteration (2 per multiply-accumulate, from the layer shapes; elementwise work not counted):", ""]
+              "FLOPs per iteration (2 per multiply-accumulate, from the layer shapes; "
+              "elementwise work not counted):", ""]
     for part, value in info["flops"]["parts_per_iteration"].items():
         lines.append(f"- {part}: {value / 1e9:.2f} GFLOP")
     lines += [f"- legacy_v1 only: its G-step `Session.run` recomputes G forward: "

@@ -251,7 +251,8 @@ def _table(samples, reference, k):
     lines = [f"{'metric':<30}{'samples':>12}{'real-vs-real':>14}"]
     lines += [f"{name:<30}{fmt.format(samples[key]):>12}{fmt.format(reference[key]):>14}" for name, key, fmt in rows]
     for label, m in (("samples", samples), ("real", reference)):
-        lines.append(f"class fractions, {label:<8}" + " ".join(f"{d}:{f:.3f}" for d, f in enumerate(m["class_fractions"])))
+        fractions = " ".join(f"{d}:{f:.3f}" for d, f in enumerate(m["class_fractions"]))
+        lines.append(f"class fractions, {label:<8}" + fractions)
     return "\n".join(lines)
 
 

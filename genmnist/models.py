@@ -158,7 +158,8 @@ def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="movi
     z = keras.Input((z_dim,), name="z")
     x = keras.layers.Dense(1024, kernel_initializer=_legacy_init(), bias_initializer=_legacy_init(), name="g_1")(z)
     x = keras.layers.ReLU()(bn(1)(x))
-    x = keras.layers.Dense(7 * 7 * 64, kernel_initializer=_legacy_init(), bias_initializer=_legacy_init(), name="g_2")(x)
+    x = keras.layers.Dense(7 * 7 * 64, kernel_initializer=_legacy_init(), bias_initializer=_legacy_init(),
+                           name="g_2")(x)
     x = keras.layers.ReLU()(bn(2)(x))
     x = keras.layers.Reshape((7, 7, 64))(x)
     x = keras.layers.Conv2DTranspose(32, 5, strides=2, padding="same", kernel_initializer=_legacy_init(),

@@ -36,7 +36,8 @@ rewrites off on both sides):
   near-zero elements into update differences up to lr either way, so at most
   0.1% of a G weight's elements may differ by more than 5e-5 (10% of one Adam
   step, lr 5e-4) and none by more than 2 lr; any real difference (a wrong lr,
-  beta, epsilon, z, or schedule) moves most elements by a sizeable fraction of lr.  g_b1..g_b4 feed a batch norm, which cancels
+  beta, epsilon, z, or schedule) moves most elements by a sizeable fraction of lr.
+  g_b1..g_b4 feed a batch norm, which cancels
   them: their gradient is pure rounding noise, so Adam may step them in
   either direction; atol 2 * lr.  Untrained variables (bn*/beta, moving
   statistics) must stay bit-identical.
@@ -156,8 +157,9 @@ class Row:
     ok: bool
 
     def line(self):
+        verdict = "info" if self.stage == "control" else "PASS" if self.ok else "FAIL"
         return (f"{self.stage:<14} {self.quantity:<48} {self.max_abs:9.2e} {self.max_rel:9.2e} "
-                f"{self.rtol:7.2g} {self.atol:7.2g}  {'info' if self.stage == 'control' else 'PASS' if self.ok else 'FAIL'}")
+                f"{self.rtol:7.2g} {self.atol:7.2g}  {verdict}")
 
 
 HEADER = (f"{'stage':<14} {'quantity':<48} {'max abs':>9} {'max rel':>9} {'rtol':>7} {'atol':>7}  result")
@@ -381,7 +383,8 @@ def run(batch_size=128, steps=50, seed=0, data_dir=None, warmup=WARMUP_D_STEPS, 
         rows += stage_training(pair, batches, zs, warmup)
         pair.sess.close()
     if wgan:
-        rows += run_wgan(min(batch_size, 64), wgan_steps, seed, data_dir, free_running)  # the legacy WGANModel's batch is 64
+        # the legacy WGANModel's batch is 64
+        rows += run_wgan(min(batch_size, 64), wgan_steps, seed, data_dir, free_running)
     return rows
 
 
@@ -400,7 +403,8 @@ class WganPair:
         keras.utils.set_random_seed(seed)
         self.generator, self.critic = rundir.build_models(p)
         self.table = {}
-        for scope, model, prefix, count in (("generator", self.generator, "g", 5), ("discriminator", self.critic, "d", 4)):
+        for scope, model, prefix, count in (("generator", self.generator, "g", 5),
+                                            ("discriminator", self.critic, "d", 4)):
             for i in range(1, count + 1):
                 layer = model.get_layer(f"{prefix}_{i}")
                 layer = getattr(layer, "layer", layer)
@@ -539,7 +543,8 @@ def wgan_training(pair, reals, zs, us, forced):
             max_abs = float(np.abs(a - b).max())
             drift = float(np.linalg.norm(a - b) / moved) if moved else (np.inf if max_abs else 0.0)
             rdrift, atol = TRAINING["weights"]
-            keep_worst(worst, Row(stage, f"wgan {name}", max_abs, drift, rdrift, atol, drift <= rdrift and max_abs <= atol))
+            ok = drift <= rdrift and max_abs <= atol
+            keep_worst(worst, Row(stage, f"wgan {name}", max_abs, drift, rdrift, atol, ok))
     return list(worst.values())
 
 

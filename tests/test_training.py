@@ -132,6 +132,7 @@ def test_sampling_recomputes_statistics_on_a_copy_and_leaves_training_state_alon
     assert all(np.array_equal(state[k], v.numpy()) for k, v in table.items())  # checkpointed state untouched
     live, copy = trainer.generator.get_layer("bn2"), sampler.get_layer("bn2")
     assert not np.allclose(copy.moving_mean.numpy(), live.moving_mean.numpy())  # lagging averages replaced
-    np.testing.assert_array_equal(sampler.get_layer("g_2").kernel.numpy(), trainer.generator.get_layer("g_2").kernel.numpy())
+    np.testing.assert_array_equal(sampler.get_layer("g_2").kernel.numpy(),
+                                  trainer.generator.get_layer("g_2").kernel.numpy())
     legacy, *_ = _setup("legacy")
     assert legacy.inference_generator() is legacy.sampler  # batch statistics at sampling: nothing to recompute
