@@ -37,10 +37,9 @@ rewrites off on both sides):
   0.1% of a G weight's elements may differ by more than 5e-5 (10% of one Adam
   step, lr 5e-4) and none by more than 2 lr; any real difference (a wrong lr,
   beta, epsilon, z, or schedule) moves most elements by a sizeable fraction of lr.
-  g_b1..g_b4 feed a batch norm, which cancels
-  them: their gradient is pure rounding noise, so Adam may step them in
-  either direction; atol 2 * lr.  Untrained variables (bn*/beta, moving
-  statistics) must stay bit-identical.
+  g_b1..g_b4 feed a batch norm, which cancels them: their gradient is pure
+  rounding noise, so Adam may step them in either direction; atol 2 * lr.
+  Untrained variables (bn*/beta, moving statistics) must stay bit-identical.
 * training, free-running (each side trains on its own for warm-up + K steps):
   a GAN trained with Adam is chaotic, so any rounding difference grows.  A
   control run of v1 against itself with one D weight nudged by one ulp drifts
