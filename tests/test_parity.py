@@ -137,7 +137,7 @@ def test_convert_lists_unknown_and_missing_names(legacy_checkpoint, tmp_path, ca
 
 def test_cli_prints_the_table_and_exits_1_past_tolerance(monkeypatch, capsys):
     monkeypatch.setitem(parity.TOLERANCES, "gradients", (0.0, 0.0))  # rounding-level differences now fail
-    assert parity.main(["--batch-size", "4", "--steps", "1", "--warmup-d-steps", "1"]) == 1
+    assert parity.main(["--batch-size", "4", "--steps", "1", "--warmup-d-steps", "1", "--wgan-steps", "1"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("stage") and "FAIL" in out and "FAILED: gradients:" in out
     assert any(line.split()[:2] == ["forward", "G(z)"] for line in out.splitlines())
