@@ -161,6 +161,13 @@ def metrics_in(row, mode):
     return row["other_sampling"][f"bn-{mode}"]
 
 
+def table_order(group_key):
+    """Table order of a (model, loss, spectral norm, steps) group: the DCGAN model first, losses
+    in the order of --loss's choices, each loss's spectral-norm row after its plain one."""
+    model, loss, *rest = group_key
+    return model != "dcgan", model, USER_LOSSES.index(loss), rest
+
+
 def write_results(args, rows, ceiling):
     command = "python " + " ".join(sys.argv)
     machines = sorted({r.get("machine", MACHINE) for r in rows})
@@ -180,10 +187,9 @@ def write_results(args, rows, ceiling):
     finished = [r for r in rows if r["exit_code"] == 0]
     modes = {model: table_mode([r for r in finished if r["model"] == model]) for model in {r["model"] for r in rows}}
     groups = {}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r["seed"]):  # each group's runs in seed order
         groups.setdefault(row_key(r)[:3] + (r["steps"],), []).append(r)
-    order = lambda key: (key[0] != "dcgan", key[0], USER_LOSSES.index(key[1]), key[2:])  # noqa: E731
-    for (model, loss, spectral_norm, steps), group in sorted(groups.items(), key=lambda item: order(item[0])):
+    for (model, loss, spectral_norm, steps), group in sorted(groups.items(), key=lambda item: table_order(item[0])):
         mode = modes[model]
         scored = [metrics_in(r, mode) for r in group if r["exit_code"] == 0]
         cells = []
@@ -191,7 +197,6 @@ def write_results(args, rows, ceiling):
             values = np.array([m[k] for m in scored], float)
             cells.append("-" if not len(values) else f"{values.mean():.3f}" if np.ptp(values) == 0
                          else f"{values.mean():.3f} ({values.min():.3f}..{values.max():.3f})")
-        group = sorted(group, key=lambda r: r["seed"])
         wall = " / ".join("-" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}" for r in group)
         failures = [f"seed {r['seed']}: {r['failure']}" for r in group if r["failure"]]
         sampling = mode or ", ".join(sorted({sampling_of(r) for r in group}))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -319,7 +320,6 @@ def test_the_checkpoint_finite_check_survives_an_edit_of_the_source_during_a_run
     """AutoGraph reads a function's source by line number at its first call; the finite check
     is first called at the first checkpoint, so with AutoGraph a run whose train.py was edited
     (a git pull) in the meantime crashed there (seen: 35 minutes of training lost)."""
-    import shutil
     shutil.copytree(os.path.join(ROOT, "genmnist"), tmp_path / "genmnist",
                     ignore=shutil.ignore_patterns("__pycache__"))
     script = ("import linecache, tensorflow as tf\n"
