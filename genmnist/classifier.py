@@ -32,6 +32,7 @@ LEARNING_RATE = 1e-3
 DECAY_PER_EPOCH = 0.5  # halve the rate each epoch: the last epoch fine-tunes
 BATCH_SIZE = 128
 FEATURES = "features"
+FEATURE_DIM = 128  # width of the features layer: sets the fewest images evaluate accepts
 NAME = "mnist_classifier"
 
 
@@ -47,7 +48,7 @@ def data_hash(split):
     return h.hexdigest()
 
 
-def build_model(filters=(32, 64, 128), features=128, seed=SEED):
+def build_model(filters=(32, 64, 128), features=FEATURE_DIM, seed=SEED):
     """uint8-valued float images [n, 28, 28, 1] -> logits [n, 10]; layer ``features`` is the penultimate one."""
     init = lambda i: keras.initializers.GlorotUniform(seed=seed + i)  # noqa: E731
     x = inputs = keras.Input((28, 28, 1), name="image")

@@ -25,6 +25,9 @@ from genmnist.presets import PRESETS
 
 _OPTIMIZER_STATE = re.compile(r"/Adam(_\d+)?$|^beta[12]_power(_\d+)?$")
 LEGACY_PREFIX = "model"
+OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"  # present in object-based (TF2) checkpoints only
+_GENMNIST_FIX = ("sample its run with genmnist.sample --run RUN_DIR, or write a legacy checkpoint from it "
+                 "with genmnist.convert --to-legacy LEGACY_DIR RUN_DIR")
 
 
 def _names(names, limit=8):
@@ -35,10 +38,14 @@ def _names(names, limit=8):
 
 def read_legacy(path):
     """{legacy name: array} of a TF1 checkpoint (directory or prefix), optimizer slots dropped."""
+    if os.path.isfile(rundir.path(path, rundir.CONFIG)):
+        raise UserError(f"{path} is a genmnist run directory, not a legacy checkpoint; {_GENMNIST_FIX}")
     prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
     if not prefix or not os.path.exists(prefix + ".index"):
         raise UserError(f"no TF checkpoint at {path}; pass a legacy checkpoint directory or prefix (e.g. OUT/model)")
     reader = tf.train.load_checkpoint(prefix)
+    if OBJECT_GRAPH in reader.get_variable_to_shape_map():
+        raise UserError(f"{prefix} is a genmnist checkpoint, not a legacy one; {_GENMNIST_FIX}")
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
             if not _OPTIMIZER_STATE.search(name)}, prefix
 
@@ -66,11 +73,12 @@ def legacy_to_run(legacy_ckpt, run_dir):
     preset = PRESETS["legacy"]
     generator, discriminator = rundir.build_models(preset)
     assign_legacy(values, legacy_variables(generator, discriminator), prefix)
-    rundir.write_config(run_dir, {"preset": preset.to_dict(), "seed": 0, "batch_size": 128, "steps": 0,
-                                  "data_dir": None, "converted_from": os.path.abspath(prefix)})
-    manager = rundir.checkpoint_manager(run_dir, generator=generator, discriminator=discriminator,
-                                        step=tf.Variable(0, dtype=tf.int64, name="step"))
-    return manager.save(checkpoint_number=0)
+    with rundir.locked(run_dir):
+        rundir.write_config(run_dir, {"preset": preset.to_dict(), "seed": 0, "batch_size": 128, "steps": 0,
+                                      "data_dir": None, "converted_from": os.path.abspath(prefix)})
+        manager = rundir.checkpoint_manager(run_dir, generator=generator, discriminator=discriminator,
+                                            step=tf.Variable(0, dtype=tf.int64, name="step"))
+        return manager.save(checkpoint_number=0)
 
 
 def run_to_legacy(run_dir, legacy_dir):
@@ -78,13 +86,14 @@ def run_to_legacy(run_dir, legacy_dir):
     config = rundir.read_config(run_dir)
     generator, discriminator = rundir.build_models(config["preset"])
     manager = rundir.checkpoint_manager(run_dir, generator=generator, discriminator=discriminator)
-    if manager.latest_checkpoint is None:
+    checkpoint = rundir.newest_readable(manager)
+    if checkpoint is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it first")
-    status = manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    status = manager.checkpoint.restore(checkpoint).expect_partial()
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
-        raise UserError(f"{manager.latest_checkpoint} lacks generator or discriminator weights "
+        raise UserError(f"{checkpoint} lacks generator or discriminator weights "
                         f"({str(err)[:200]})") from None
     values = {name: v.numpy() for name, v in legacy_variables(generator, discriminator).items()}
     return write_legacy(values, legacy_dir)

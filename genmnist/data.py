@@ -14,6 +14,7 @@ import csv
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -34,6 +35,8 @@ def load_mnist(data_dir=None, split="train"):
         raise UserError(f"unknown split {split!r}; use 'train' or 'test'")
     if data_dir is None:
         return _load_tfds(split)
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise UserError(f"--data-dir {data_dir} is a file, not a directory; pass the directory that holds it")
     if not os.path.isdir(data_dir):
         raise UserError(f"data directory {data_dir} does not exist; {_FIX}")
     prefix = _IDX_PREFIX[split]
@@ -69,7 +72,7 @@ def read_idx(path, expected_magic):
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: a damaged deflate stream
         raise UserError(f"cannot read {path} ({err}); the file is damaged, download it again") from None
     if len(data) < 8:
         raise UserError(f"{path} is truncated ({len(data)} bytes); download it again")

@@ -27,6 +27,7 @@ import glob
 import json
 import os
 import sys
+import zipfile
 
 import numpy as np
 
@@ -47,6 +48,9 @@ def check_images(images, min_images, what="samples"):
                         "convert floats with genmnist.images.to_uint8(images, pixel_range)")
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
+    if images.ndim == 4 and images.shape[-1] in (3, 4):
+        raise UserError(f"{what} are colour images (shape {list(images.shape)}); the classifier reads grayscale "
+                        "digits: convert them to grey [n, 28, 28] first")
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise UserError(f"{what} must have shape [n, 28, 28], got {list(images.shape)}")
     if len(images) == 0:
@@ -58,7 +62,12 @@ def check_images(images, min_images, what="samples"):
 
 
 def min_images(classifier, k=K):
-    return max(classifier.feature_dim + 1, k + 1)
+    return min_images_for(classifier.feature_dim, k)
+
+
+def min_images_for(feature_dim, k=K):
+    """Fewest images with a full-rank feature covariance and k neighbours each."""
+    return max(feature_dim + 1, k + 1)
 
 
 def classifier_score(probs, eps=1e-12):
@@ -167,6 +176,8 @@ def _generate(run_dir, num, seed):
 
 
 def _read_npz(path):
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a zip (.npz) archive; write it with np.savez(path, images=uint8_array)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "images" not in data.files:
@@ -184,9 +195,14 @@ def _read_pngs(folder):
     import cv2
     images = []
     for p in paths:
-        image = cv2.imread(p, cv2.IMREAD_GRAYSCALE)
+        image = cv2.imread(p, cv2.IMREAD_UNCHANGED)
         if image is None:
             raise UserError(f"cannot read {p} as an image")
+        if image.ndim == 3:  # grey saved as RGB is fine; real colour would be read wrongly as grey
+            if image.shape[2] == 4 or not (image == image[..., :1]).all():
+                raise UserError(f"{p} is a colour PNG; the classifier reads grayscale digits: save it as "
+                                "grayscale first (e.g. cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))")
+            image = image[..., 0]
         if image.shape != (28, 28):
             raise UserError(f"{p} is {image.shape[1]}x{image.shape[0]}; only single 28x28 digits are supported, "
                             "not grids (to evaluate a run, pass its run directory)")
@@ -259,17 +275,18 @@ def _table(samples, reference, k):
 def main(argv=None, classifier=None):
     """``classifier`` may be injected (tests); otherwise the cached one is loaded or trained."""
     args = parse_args(argv)
-    from genmnist.classifier import get_classifier
+    from genmnist.classifier import FEATURE_DIM, get_classifier
     from genmnist.data import load_mnist
 
     with exit_on_user_error("python -m genmnist.evaluate"):
         log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (stdout stays clean for --json)
         images, source = load_samples(args.samples, args.num, args.seed)
-        check_images(images, 1)  # dtype/shape/empty before the classifier, which may need training
+        # everything about the input is checked before the classifier, which may need minutes of training
+        feature_dim = classifier.feature_dim if classifier is not None else FEATURE_DIM
+        images = check_images(images, min_images_for(feature_dim, args.k))
         train, test = load_mnist(args.data_dir, "train"), load_mnist(args.data_dir, "test")
         if classifier is None:
             classifier = get_classifier(args.data_dir, args.cache_dir, log, train=train, test=test)
-        images = check_images(images, min_images(classifier, args.k))
         real = prepare_real(classifier, test.images, args.k, args.pr_subsample, args.seed)
         samples = evaluate_images(images, classifier, real)
         pick = np.random.default_rng(args.seed + 2).permutation(len(train.images))[:len(images)]

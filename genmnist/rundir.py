@@ -6,13 +6,19 @@
     RUN/progress.gif           those grids animated
     RUN/logs/                  TensorBoard scalars and images
     RUN/export/                generator.keras and saved_model/ (z -> image)
+    RUN/.lock                  held (flock) by the process writing the run
 
 Training, sampling, export and conversion all go through these helpers so
 the layout is defined once.
 """
 
+import contextlib
+import fcntl
+import glob
 import json
 import os
+import shutil
+import sys
 
 import tensorflow as tf
 
@@ -26,6 +32,7 @@ CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 LOGS = "logs"
 EXPORT = "export"
+LOCK = ".lock"
 
 
 def path(run_dir, *parts):
@@ -72,8 +79,113 @@ def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
     return tf.train.CheckpointManager(checkpoint, path(run_dir, CHECKPOINTS), max_to_keep=max_to_keep)
 
 
+@contextlib.contextmanager
+def locked(run_dir):
+    """Hold RUN/.lock while the block writes the run: a second writer into the same directory refuses at once.
+
+    An OS lock (flock) rather than a marker file: the kernel drops it when the holder
+    exits, even by ``kill -9``, so a crashed run never leaves its directory locked.
+    """
+    lock_path = path(run_dir, LOCK)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileExistsError:
+        raise UserError(f"{run_dir} is a file, not a directory; choose another --out") from None
+    except OSError as err:
+        raise UserError(f"cannot write into {run_dir} ({err.strerror}); choose a writable --out") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UserError(f"{run_dir} is in use by another genmnist process (pid {holder}); "
+                            "wait for it to end or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _damage(checkpoint):
+    """None when every tensor of ``checkpoint`` reads back (TF verifies each one's checksum), else why not."""
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError) as err:  # truncated: IndexError; flipped bytes: DataLoss
+        return str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+    return None
+
+
+def newest_readable(manager, candidates=None):
+    """The newest of ``candidates`` (default: the manager's checkpoints) that reads back whole.
+
+    A damaged newer one (a truncated or corrupted data file) is skipped with a warning
+    naming it, so one bad file never costs the run; None when there is no checkpoint.
+    """
+    candidates = manager.checkpoints if candidates is None else candidates
+    skipped = []
+    for checkpoint in reversed(candidates):
+        reason = _damage(checkpoint)
+        if reason is None:
+            if skipped:
+                print(f"warning: skipped damaged checkpoint {'; '.join(skipped)}; using {checkpoint}",
+                      file=sys.stderr)
+            return checkpoint
+        skipped.append(f"{checkpoint} ({reason})")
+    if skipped:
+        raise UserError(f"no readable checkpoint in {manager.directory}: {'; '.join(skipped)}; "
+                        "train the run again")
+    return None
+
+
+def checkpoint_bytes(manager):
+    """What one checkpoint of ``manager`` holds: the bytes of every variable it saves (its data file's size)."""
+    total = 0
+    for name, trackable in vars(manager.checkpoint).items():
+        if not name.startswith("_"):
+            variables = [trackable] if isinstance(trackable, tf.Variable) else getattr(trackable, "variables", [])
+            total += sum(v.shape.num_elements() * tf.as_dtype(v.dtype).size for v in variables)
+    return total
+
+
+def remove_partial_checkpoints(directory, number=None):
+    """Delete what an unfinished save left in a checkpoint ``directory``: TF's ``ckpt-N_temp*`` files and the
+    ``ckpt-N.*`` files of a checkpoint the state file does not list (``number``: only checkpoint N's)."""
+    pattern = "*" if number is None else str(number)
+    state = tf.train.get_checkpoint_state(directory)
+    listed = {os.path.basename(p) for p in state.all_model_checkpoint_paths} if state else set()
+    leftovers = glob.glob(os.path.join(directory, f"ckpt-{pattern}_temp*"))
+    leftovers += [f for f in glob.glob(os.path.join(directory, f"ckpt-{pattern}.*"))
+                  if os.path.basename(f).split(".")[0] not in listed]
+    leftovers += glob.glob(os.path.join(directory, "checkpoint.tmp*"))
+    for leftover in leftovers:
+        if os.path.isdir(leftover):
+            shutil.rmtree(leftover)
+        else:
+            os.remove(leftover)
+    return leftovers
+
+
+def save_checkpoint(manager, number):
+    """``manager.save(number)``; a failed write (disk full, ...) removes its partial files, keeps the
+    previous checkpoint the latest, and becomes a UserError saying how much space a checkpoint needs."""
+    try:
+        return manager.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as err:
+        remove_partial_checkpoints(manager.directory, number)
+        # the cause ends TF's message ("PATH; No space left on device"); OSError has it on its own
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).split("; ")[-1][:100]
+        previous = tf.train.latest_checkpoint(manager.directory) or "none"
+        raise UserError(f"could not write checkpoint {number} in {manager.directory} ({reason}); the latest is "
+                        f"still {previous}; a checkpoint needs about {checkpoint_bytes(manager) / 1e6:.0f} MB: "
+                        "free that much space there and continue with --resume") from None
+
+
 def restore_generator(run_dir, average=True, step=None):
-    """The generator of a run's latest checkpoint (or of ``ckpt-STEP``) exactly as saved, and the preset.
+    """The generator of a run's newest readable checkpoint (or of ``ckpt-STEP``) exactly as saved, and the preset.
 
     That is G's weight average when the run keeps one, unless ``average`` is False
     (G's own weights: what the benchmarks compare the average against).
@@ -85,11 +197,13 @@ def restore_generator(run_dir, average=True, step=None):
     manager = checkpoint_manager(run_dir, **{name: generator})
     if manager.latest_checkpoint is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it first")
-    checkpoint = manager.latest_checkpoint if step is None else path(run_dir, CHECKPOINTS, f"ckpt-{step}")
-    if step is not None and checkpoint not in manager.checkpoints:
-        raise UserError(f"{run_dir} keeps no checkpoint of step {step}; it has "
-                        + ", ".join(os.path.basename(c) for c in manager.checkpoints))
-    manager.checkpoint.restore(checkpoint).expect_partial()
+    candidates = manager.checkpoints
+    if step is not None:
+        candidates = [path(run_dir, CHECKPOINTS, f"ckpt-{step}")]
+        if candidates[0] not in manager.checkpoints:
+            raise UserError(f"{run_dir} keeps no checkpoint of step {step}; it has "
+                            + ", ".join(os.path.basename(c) for c in manager.checkpoints))
+    manager.checkpoint.restore(newest_readable(manager, candidates)).expect_partial()
     return generator, preset
 
 

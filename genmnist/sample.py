@@ -57,6 +57,8 @@ def main(argv=None):
     with exit_on_user_error("genmnist.sample"):
         if not os.path.isdir(args.run):
             raise UserError(f"run directory {args.run} does not exist")
+        if not args.out.endswith((".npz", ".png")) and os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise UserError(f"--out {args.out} is an existing file; name a .npz, a .png or a directory")
         generator, preset = rundir.load_generator(args.run)
         write(generate(generator, preset, args.num, args.seed), args.out)
         print(f"wrote {args.num} images to {args.out}", file=sys.stderr)

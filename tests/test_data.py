@@ -43,12 +43,14 @@ def _write(path, payload, compress=True):
 
 @pytest.mark.parametrize("case, match", [
     ("missing_dir", "does not exist"),
+    ("dir_is_a_file", "is a file, not a directory"),
     ("empty_dir", "no MNIST train data"),
     ("truncated", "truncated"),
     ("header_only", "truncated"),
     ("wrong_magic", "magic number 2049"),
     ("wrong_shape", "32x32"),
     ("not_gzip", "damaged"),
+    ("damaged_deflate", "damaged"),
     ("labels_mismatch", "labels but"),
     ("csv_short_row", "line 2 has 10 values, expected 785"),
     ("csv_not_integer", "not an integer"),
@@ -68,6 +70,12 @@ def test_bad_inputs_raise_a_one_line_error_naming_the_file(tmp_path, case, match
         _write(target, idx_bytes(np.zeros((2, 32, 32), np.uint8), 2051))
     elif case == "not_gzip":
         target.write_bytes(b"plain bytes, not gzip")
+    elif case == "damaged_deflate":  # a bit error inside the compressed stream: zlib, not gzip, notices
+        damaged = bytearray(gzip.compress(good))
+        damaged[20:28] = bytes(b ^ 0xFF for b in damaged[20:28])
+        target.write_bytes(bytes(damaged))
+    elif case == "dir_is_a_file":
+        _write(target, good)
     elif case == "labels_mismatch":
         _write(target, good)
         _write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(labels[:3], 2049))
@@ -76,11 +84,11 @@ def test_bad_inputs_raise_a_one_line_error_naming_the_file(tmp_path, case, match
                "csv_not_integer": "1," + ",".join(["0.5"] * 784),
                "csv_out_of_range": "1," + ",".join(["256"] * 784)}[case]
         (tmp_path / "mnist_train.csv").write_text("1," + ",".join(["0"] * 784) + "\n" + row + "\n")
-    directory = str(tmp_path / "nowhere") if case == "missing_dir" else str(tmp_path)
+    directory = {"missing_dir": str(tmp_path / "nowhere"), "dir_is_a_file": str(target)}.get(case, str(tmp_path))
     with pytest.raises(UserError, match=match) as err:
         data.load_mnist(directory)
     assert "\n" not in str(err.value)
-    if case not in ("missing_dir", "empty_dir"):
+    if case not in ("missing_dir", "empty_dir", "dir_is_a_file"):
         assert str(tmp_path) in str(err.value)
 
 
@@ -128,3 +136,17 @@ def test_scaling_matches_each_preset_range():
     pixels = np.array([[0, 255]], np.uint8)
     np.testing.assert_allclose(data.scale_images(pixels, (0.0, 1.0)), [[0.0, 1.0]])
     np.testing.assert_allclose(data.scale_images(pixels, (-1.0, 1.0)), [[-1.0, 1.0]])
+
+
+def test_legacy_train_on_a_damaged_gzip_is_one_line(tmp_path, capsys):
+    from legacy_v1 import train as legacy_train
+
+    images, _ = fake_digits(4)
+    damaged = bytearray(gzip.compress(idx_bytes(images, 2051)))
+    damaged[20:28] = bytes(b ^ 0xFF for b in damaged[20:28])
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(bytes(damaged))
+    with pytest.raises(SystemExit) as exit_info:
+        legacy_train.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), "--steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("legacy_v1.train: error:") and "\n" not in err
+    assert "damaged" in err

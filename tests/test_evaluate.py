@@ -200,7 +200,10 @@ def test_cli_run_directory_generates_seeded_samples(tmp_path, data_dir, tiny, ca
     (lambda d: np.savez(d / "x.npz", pixels=np.zeros((3, 28, 28), np.uint8)), "no array 'images'"),
     (lambda d: np.savez(d / "x.npz", images=np.zeros((200, 28, 28), np.float32)), "must be uint8"),
     (lambda d: np.savez(d / "x.npz", images=np.zeros((3, 28, 28), np.uint8)), "at least 9"),
-    (lambda d: (d / "x.npz").write_bytes(b"not a zip"), "cannot read"),
+    (lambda d: (d / "x.npz").write_bytes(b"not a zip"), "is not a zip (.npz) archive"),
+    (lambda d: np.savez(d / "x.npz", images=np.zeros((200, 28, 28, 3), np.uint8)), "colour images"),
+    (lambda d: cv2.imwrite(str(d / "rgb.png"), np.stack([np.zeros((28, 28), np.uint8)] * 2
+                                                        + [np.full((28, 28), 255, np.uint8)], -1)), "colour PNG"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, data_dir, tiny, capsys, setup, message):
     setup(tmp_path)
@@ -209,6 +212,24 @@ def test_cli_bad_input_is_one_line(tmp_path, data_dir, tiny, capsys, setup, mess
         E.main([str(target), "--data-dir", data_dir], classifier=tiny)
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and message in err and "\n" not in err
+
+
+def test_cli_checks_the_input_before_getting_the_classifier(tmp_path, data_dir, capsys, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the classifier was loaded or trained before the input was checked")
+    monkeypatch.setattr(C, "get_classifier", never)
+    np.savez(tmp_path / "one.npz", images=digits(1).images)
+    with pytest.raises(SystemExit) as exit_info:
+        E.main([str(tmp_path / "one.npz"), "--data-dir", data_dir, "--cache-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and f"at least {C.FEATURE_DIM + 1}" in err and "\n" not in err
+
+
+def test_grey_pngs_saved_as_rgb_are_read_as_grey(tmp_path):
+    images = digits(5, seed=11).images
+    for i, image in enumerate(images):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.stack([image] * 3, -1))
+    np.testing.assert_array_equal(E.load_samples(str(tmp_path))[0], images)
 
 
 def test_cli_help_mentions_inputs(capsys):

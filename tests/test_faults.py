@@ -1,0 +1,177 @@
+"""Faults end cleanly: the run-directory lock, damaged checkpoints, failed checkpoint writes and bad paths."""
+
+import glob
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from genmnist import convert, rundir, sample
+from genmnist.errors import UserError
+from genmnist.presets import PRESETS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def one_line_error(capsys, call):
+    """Run ``call`` (a CLI main), expect exit 2 and return its single stderr error line."""
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+# ------------------------------------------------------------------ the run-directory lock
+
+def test_a_second_holder_of_the_lock_refuses_at_once(tmp_path):
+    with rundir.locked(str(tmp_path)):
+        start = time.perf_counter()
+        with pytest.raises(UserError, match=f"in use by another genmnist process \\(pid {os.getpid()}\\)"):
+            with rundir.locked(str(tmp_path)):
+                pass
+        assert time.perf_counter() - start < 1
+    with rundir.locked(str(tmp_path)):  # released on leaving the block
+        pass
+
+
+def test_the_lock_of_a_killed_process_is_released(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from genmnist import rundir\n"
+         "with rundir.locked(sys.argv[1]):\n    print('locked', flush=True); time.sleep(600)", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=f"pid {holder.pid}"):
+            with rundir.locked(str(tmp_path)):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no chance to clean up
+        holder.wait()
+    with rundir.locked(str(tmp_path)):
+        pass
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("x") and str(p), "is a file, not a directory"),
+    (lambda p: "/proc/genmnist-run", "cannot write into /proc/genmnist-run"),
+])
+def test_the_lock_refuses_a_file_or_an_unwritable_path(tmp_path, make, message):
+    with pytest.raises(UserError, match=message):
+        with rundir.locked(make(tmp_path / "taken")):
+            pass
+
+
+# ------------------------------------------------------------------ damaged checkpoints
+
+def damage(checkpoint, how="truncate"):
+    data = glob.glob(checkpoint + ".data-*")[0]
+    if how == "truncate":
+        with open(data, "r+b") as f:
+            f.truncate(os.path.getsize(data) // 2)
+    else:
+        with open(data, "r+b") as f:
+            f.seek(os.path.getsize(data) // 2)
+            f.write(b"\xff" * 8)
+
+
+@pytest.fixture
+def two_checkpoint_run(tmp_path):
+    """A run directory with ckpt-1 and ckpt-2 of an untrained default generator, different weights in each."""
+    preset = PRESETS["default"]
+    generator, _ = rundir.build_models(preset)
+    rundir.write_config(str(tmp_path), {"preset": preset.to_dict(), "batch_size": 8, "seed": 0})
+    manager = rundir.checkpoint_manager(str(tmp_path), generator=generator)
+    first = [v.numpy() for v in generator.variables]
+    manager.save(checkpoint_number=1)
+    generator.variables[0].assign(generator.variables[0] + 1.0)
+    manager.save(checkpoint_number=2)
+    return tmp_path, first
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_older_one_with_a_warning(two_checkpoint_run, capsys, how):
+    run, first = two_checkpoint_run
+    damage(str(run / "checkpoints" / "ckpt-2"), how)
+    generator, _ = rundir.restore_generator(str(run))
+    for restored, expected in zip(generator.variables, first):
+        np.testing.assert_array_equal(restored.numpy(), expected)
+    err = capsys.readouterr().err
+    assert "warning: skipped damaged checkpoint" in err and "ckpt-2" in err and err.strip().endswith("ckpt-1")
+
+
+def test_sample_cli_on_a_damaged_newest_checkpoint_uses_the_older_one(two_checkpoint_run, tmp_path, capsys):
+    run, _ = two_checkpoint_run
+    damage(str(run / "checkpoints" / "ckpt-2"))
+    assert sample.main(["--run", str(run), "--num", "4", "--out", str(tmp_path / "s.npz")]) == 0
+    assert "ckpt-2" in capsys.readouterr().err
+    assert np.load(tmp_path / "s.npz")["images"].shape == (4, 28, 28)
+
+
+def test_every_checkpoint_damaged_is_one_line(two_checkpoint_run, tmp_path, capsys):
+    run, _ = two_checkpoint_run
+    for number in (1, 2):
+        damage(str(run / "checkpoints" / f"ckpt-{number}"))
+    err = one_line_error(capsys, lambda: sample.main(["--run", str(run), "--out", str(tmp_path / "s.npz")]))
+    assert "no readable checkpoint" in err and "ckpt-1" in err and "ckpt-2" in err
+
+
+# ------------------------------------------------------------------ a failed checkpoint write
+
+def disk_full_after_a_partial_write(self, checkpoint_number=None, **kwargs):
+    """Stands in for CheckpointManager.save on a full disk: TF's temp folder is half written, then the error."""
+    temp = os.path.join(self.directory, f"ckpt-{checkpoint_number}_temp")
+    os.makedirs(temp, exist_ok=True)
+    with open(os.path.join(temp, "part-00000-of-00001.data-00000-of-00001"), "wb") as f:
+        f.write(b"\0" * 1000)
+    raise tf.errors.ResourceExhaustedError(None, None, f"{temp}/part-00000; No space left on device")
+
+
+def test_a_failed_checkpoint_write_cleans_up_and_keeps_the_previous_latest(tmp_path, monkeypatch):
+    step = tf.Variable(0, dtype=tf.int64)
+    weights = tf.Variable(tf.zeros([1000, 250]))  # 1 MB
+    manager = rundir.checkpoint_manager(str(tmp_path), step=step, weights=weights)
+    previous = rundir.save_checkpoint(manager, 1)
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", disk_full_after_a_partial_write)
+    with pytest.raises(UserError) as err:
+        rundir.save_checkpoint(manager, 2)
+    message = str(err.value)
+    assert "No space left on device" in message and "needs about 1 MB" in message and previous in message
+    assert "\n" not in message
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint", "ckpt-1.data-00000-of-00001",
+                                                             "ckpt-1.index"]
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == previous
+
+
+def test_leftovers_of_a_killed_save_are_removed_and_listed_checkpoints_kept(tmp_path):
+    manager = rundir.checkpoint_manager(str(tmp_path), step=tf.Variable(0, dtype=tf.int64))
+    manager.save(checkpoint_number=1)
+    directory = tmp_path / "checkpoints"
+    os.makedirs(directory / "ckpt-2_temp")
+    (directory / "ckpt-2.index").write_bytes(b"orphan")  # renamed into place, never recorded in the state
+    (directory / "checkpoint.tmp0123").write_text("half")
+    removed = rundir.remove_partial_checkpoints(str(directory))
+    assert len(removed) == 3
+    assert sorted(os.listdir(directory)) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+
+
+# ------------------------------------------------------------------ bad paths for sample and convert
+
+def test_sample_out_an_existing_file_without_extension_is_one_line(two_checkpoint_run, tmp_path, capsys):
+    run, _ = two_checkpoint_run
+    (tmp_path / "taken").write_text("x")
+    err = one_line_error(capsys, lambda: sample.main(["--run", str(run), "--out", str(tmp_path / "taken")]))
+    assert "is an existing file" in err and ".npz" in err
+
+
+@pytest.mark.parametrize("which", ["run", "checkpoints"])
+def test_convert_names_a_genmnist_checkpoint_and_the_command_to_use(two_checkpoint_run, tmp_path, capsys, which):
+    run, _ = two_checkpoint_run
+    source = run if which == "run" else run / "checkpoints"
+    err = one_line_error(capsys, lambda: convert.main([str(source), str(tmp_path / "new")]))
+    assert "genmnist" in err and "not a legacy" in err and "--to-legacy" in err and len(err) < 300
+    assert not (tmp_path / "new").exists()
