@@ -1,7 +1,8 @@
 """User-facing errors: bad input ends a command with one line and exit status 2.
 
 Every CLI entry point wraps its work in :func:`exit_on_user_error`, so a missing
-file or a malformed argument never shows a traceback, while real bugs still do.
+file or a malformed argument never shows a traceback, while real bugs still do;
+an interrupt (Ctrl-C) ends it with one line and exit status 130.
 """
 
 import contextlib
@@ -12,10 +13,17 @@ class UserError(Exception):
     """A problem the user can fix (bad path, bad file, bad flag). Message is one line."""
 
 
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+
+
 @contextlib.contextmanager
-def exit_on_user_error(prog):
+def exit_on_user_error(prog, interrupted=None):
+    """``interrupted``: what an interrupt that reaches this far leaves behind and what to do, for its line."""
     try:
         yield
     except UserError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
+        sys.exit(INTERRUPTED)

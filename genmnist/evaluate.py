@@ -31,6 +31,7 @@ import zipfile
 
 import numpy as np
 
+from genmnist import argtypes
 from genmnist.errors import UserError, exit_on_user_error
 
 DEFAULT_NUM = 10000
@@ -239,23 +240,20 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None,
                    help="directory with the MNIST IDX files (train for the classifier and the real-vs-real "
                         "reference, t10k as the real set); default: tensorflow-datasets")
-    p.add_argument("--num", type=int, default=None,
+    p.add_argument("--num", type=argtypes.positive_int, default=None,
                    help=f"images to evaluate: generated from a run directory (default {DEFAULT_NUM}), or the "
                         "first N of an .npz / PNG folder (default all). Compare Frechet distances only at equal N")
-    p.add_argument("--seed", type=int, default=0, help="seeds z, the real-vs-real reference and the subsamples")
-    p.add_argument("--k", type=int, default=K, help="neighbours defining the precision/recall manifolds")
-    p.add_argument("--pr-subsample", type=int, default=PR_SUBSAMPLE,
+    p.add_argument("--seed", type=argtypes.seed, default=0,
+                   help="seeds z, the real-vs-real reference and the subsamples")
+    p.add_argument("--k", type=argtypes.positive_int, default=K,
+                   help="neighbours defining the precision/recall manifolds")
+    p.add_argument("--pr-subsample", type=argtypes.positive_int, default=PR_SUBSAMPLE,
                    help="at most this many points per set for precision/recall (its cost grows as the square)")
     p.add_argument("--cache-dir", default=None,
                    help="where the classifier is cached (default $GENMNIST_CACHE or ~/.cache/genmnist); "
                         "it is trained there on first use, a few minutes on a CPU")
     p.add_argument("--json", action="store_true", help="print only a JSON object (samples, real_vs_real, settings)")
-    args = p.parse_args(argv)
-    for name in ("num", "k", "pr_subsample"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive")
-    return args
+    return p.parse_args(argv)
 
 
 def _table(samples, reference, k):

@@ -58,6 +58,25 @@ def read_config(run_dir):
     return config
 
 
+_SETTING_OF_FLAG = {"preset": "name", "ema": "ema_decay"}  # train flags named unlike the setting they set
+_RESUME_HONOURS = {"steps", "data_dir"}  # stored settings a resumed run takes from its command line
+
+
+def ignored_on_resume(config, given):
+    """``--flag VALUE`` for each flag in ``given`` ({dest: value}, as typed on a resumed run) that asks for
+    another value of a stored setting (a preset field or a config entry): the run keeps its own."""
+    preset, ignored = config["preset"], []
+    for dest, value in sorted(given.items()):
+        name = _SETTING_OF_FLAG.get(dest, dest)
+        if name in _RESUME_HONOURS or not (hasattr(preset, name) or name in config):
+            continue
+        stored = getattr(preset, name) if hasattr(preset, name) else config[name]
+        wanted = tuple(map(float, value.split(","))) if name == "pixel_range" else value
+        if wanted != stored:
+            ignored.append(f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}"))
+    return ignored
+
+
 def build_models(preset):
     """(generator, discriminator) for the preset's model, batch norm and spectral norm settings."""
     if preset.model == "wgan":

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from genmnist import images, rundir
+from genmnist import argtypes, images, rundir
 from genmnist.errors import UserError, exit_on_user_error
 from genmnist.models import Z_DIM
 
@@ -33,7 +33,8 @@ def generate(generator, preset, num, seed):
 def write(pixels, out):
     if out.endswith(".npz"):
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        np.savez_compressed(out, images=pixels)
+        np.savez_compressed(out + ".tmp.npz", images=pixels)  # then a rename: never half an archive
+        os.replace(out + ".tmp.npz", out)
     elif out.endswith(".png"):
         images.write_png(out, images.grid(pixels))
     else:
@@ -47,13 +48,11 @@ def main(argv=None):
         prog="python -m genmnist.sample", description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", required=True, help="run directory written by genmnist.train (its --out)")
-    p.add_argument("--num", type=int, default=64, help="how many images")
+    p.add_argument("--num", type=argtypes.positive_int, default=64, help="how many images")
     p.add_argument("--out", required=True,
                    help="PATH.npz (uint8 array 'images' [N, 28, 28]), PATH.png (one grid) or a directory")
-    p.add_argument("--seed", type=int, default=0, help="seeds the noise z")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seeds the noise z")
     args = p.parse_args(argv)
-    if args.num <= 0:
-        p.error("--num must be positive")
     with exit_on_user_error("genmnist.sample"):
         if not os.path.isdir(args.run):
             raise UserError(f"run directory {args.run} does not exist")

@@ -15,6 +15,7 @@ import sys
 import cv2
 import numpy as np
 
+from genmnist import argtypes
 from genmnist.errors import UserError, exit_on_user_error
 
 WARMUP_D_STEPS = 30
@@ -48,22 +49,19 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None,
                    help="directory with train-images-idx3-ubyte[.gz] or the legacy mnist_train.csv; "
                         "default: tensorflow-datasets")
-    p.add_argument("--steps", type=int, default=10000,
+    p.add_argument("--steps", type=argtypes.positive_int, default=10000,
                    help="training iterations after the 30 D-only warm-up steps (the legacy train_epochs)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=argtypes.seed, default=0,
                    help="seeds the TF1 graph's initialisers and the NumPy RNG (row shuffle, batches, z)")
     p.add_argument("--out", required=True, help="output directory for images, logs and the checkpoint")
-    p.add_argument("--batch-size", type=int, default=128, help="images per batch (legacy: 128)")
-    p.add_argument("--learning-rate", type=float, default=0.0005,
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=128, help="images per batch (legacy: 128)")
+    p.add_argument("--learning-rate", type=argtypes.positive_float, default=0.0005,
                    help="Adam learning rate for D and G (legacy: 0.0005)")
     p.add_argument("--init-from", default=None, metavar="LEGACY_CKPT",
                    help="start from the network weights in this name-based checkpoint (directory or prefix, "
                         "e.g. one written by genmnist.convert --to-legacy) instead of the seeded initialisers; "
                         "lets v1 and genmnist train from identical weights")
-    args = p.parse_args(argv)
-    if args.steps <= 0 or args.batch_size <= 0:
-        p.error("--steps and --batch-size must be positive")
-    return args
+    return p.parse_args(argv)
 
 
 def train(args):

@@ -175,3 +175,56 @@ def test_convert_names_a_genmnist_checkpoint_and_the_command_to_use(two_checkpoi
     err = one_line_error(capsys, lambda: convert.main([str(source), str(tmp_path / "new")]))
     assert "genmnist" in err and "not a legacy" in err and "--to-legacy" in err and len(err) < 300
     assert not (tmp_path / "new").exists()
+
+
+# ------------------------------------------------------------------ flags and interrupts
+
+@pytest.mark.parametrize("main, argv, flag", [
+    (sample.main, ["--run", "r", "--out", "o", "--num", "0"], "--num"),
+    (sample.main, ["--run", "r", "--out", "o", "--seed", "-1"], "--seed"),
+    ("evaluate", ["x.npz", "--k", "0"], "--k"),
+    ("legacy", ["--out", "o", "--learning-rate", "-1"], "--learning-rate"),
+    ("legacy", ["--out", "o", "--learning-rate", "nan"], "--learning-rate"),
+])
+def test_numeric_flags_out_of_range_are_refused_by_argparse(capsys, main, argv, flag):
+    if main == "evaluate":
+        from genmnist.evaluate import main
+    elif main == "legacy":
+        from legacy_v1.train import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and f"argument {flag}: " in err and " is not " in err
+
+
+def test_given_flags_are_the_ones_spelled_out_even_at_their_default():
+    import argparse
+
+    from genmnist.argtypes import given_flags, positive_float, seed
+
+    def parser():
+        p = argparse.ArgumentParser()
+        p.add_argument("--seed", type=seed, default=0)
+        p.add_argument("--learning-rate", type=positive_float, default=None)
+        p.add_argument("--spectral-norm", action="store_true")
+        return p
+    assert given_flags(parser(), []) == {}
+    assert given_flags(parser(), ["--seed", "0", "--spectral-norm"]) == {"seed": 0, "spectral_norm": True}
+
+
+def test_resume_names_every_stored_setting_a_flag_asks_to_change():
+    config = {"preset": PRESETS["default"], "seed": 3, "batch_size": 64, "steps": 100, "data_dir": "d"}
+    given = {"loss": "hinge", "learning_rate": 0.1, "seed": 0, "batch_size": 64, "preset": "default",
+             "spectral_norm": True, "pixel_range": "0,1", "ema": 0.5, "steps": 200, "data_dir": "e", "out": "o"}
+    assert rundir.ignored_on_resume(config, given) == [
+        "--ema 0.5", "--learning-rate 0.1", "--loss hinge", "--seed 0", "--spectral-norm"]
+
+
+def test_an_interrupt_reaching_the_cli_wrapper_is_one_line_and_130(capsys):
+    from genmnist.errors import exit_on_user_error
+
+    with pytest.raises(SystemExit) as exit_info:
+        with exit_on_user_error("prog", "nothing to resume"):
+            raise KeyboardInterrupt
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "prog: interrupted; nothing to resume"

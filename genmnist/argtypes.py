@@ -1,0 +1,36 @@
+"""argparse types that range-check numeric flags, and which flags a command line actually gave.
+
+A value out of range (``--learning-rate -1``, ``--beta1 1``, ``--steps 0``, ``nan``) ends in
+argparse's own error, exit 2, before anything is loaded or written.
+"""
+
+import argparse
+import math
+
+
+def _checked(kind, accept, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+    parse.__name__ = what  # argparse's fallback message names the type by this
+    return parse
+
+
+positive_int = _checked(int, lambda v: v > 0, "a positive integer")
+non_negative_int = _checked(int, lambda v: v >= 0, "0 or a positive integer")
+positive_float = _checked(float, lambda v: v > 0, "a positive number")
+non_negative_float = _checked(float, lambda v: v >= 0, "0 or a positive number")
+fraction = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+seed = _checked(int, lambda v: 0 <= v < 2**32, "a seed in 0..4294967295")  # NumPy's seed range
+
+
+def given_flags(parser, argv=None):
+    """{dest: value} of the options ``argv`` spells out; options left at their defaults are not in it."""
+    unset = object()
+    blank = argparse.Namespace(**dict.fromkeys(vars(parser.parse_args(argv)), unset))
+    return {k: v for k, v in vars(parser.parse_args(argv, blank)).items() if v is not unset}
