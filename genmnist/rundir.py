@@ -127,7 +127,7 @@ def locked(run_dir):
         os.close(fd)  # releases the lock
 
 
-def _damage(checkpoint):
+def checkpoint_damage(checkpoint):
     """None when every tensor of ``checkpoint`` reads back (TF verifies each one's checksum), else why not."""
     try:
         reader = tf.train.load_checkpoint(checkpoint)
@@ -147,7 +147,7 @@ def newest_readable(manager, candidates=None):
     candidates = manager.checkpoints if candidates is None else candidates
     skipped = []
     for checkpoint in reversed(candidates):
-        reason = _damage(checkpoint)
+        reason = checkpoint_damage(checkpoint)
         if reason is None:
             if skipped:
                 print(f"warning: skipped damaged checkpoint {'; '.join(skipped)}; using {checkpoint}",

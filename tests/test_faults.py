@@ -228,3 +228,128 @@ def test_an_interrupt_reaching_the_cli_wrapper_is_one_line_and_130(capsys):
             raise KeyboardInterrupt
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.strip() == "prog: interrupted; nothing to resume"
+
+
+# ------------------------------------------------------------------ genmnist.train
+
+def run_train(out, data_dir, *extra, steps=8):
+    from genmnist import train
+    return train.main(["--data-dir", data_dir, "--out", str(out), "--steps", str(steps), "--batch-size", "16",
+                       "--log-every", "2", "--checkpoint-every", "4", "--no-export", *extra])
+
+
+def final_tensors(run):
+    reader = tf.train.load_checkpoint(str(run / "checkpoints"))
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if "OBJECT_GRAPH" not in n}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """8 iterations on fake IDX data, checkpoints at 4 and 8."""
+    from conftest import write_idx_dir
+    data_dir = tmp_path_factory.mktemp("data")
+    write_idx_dir(data_dir)
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert run_train(out, str(data_dir)) == 0
+    return out, str(data_dir)
+
+
+def test_train_into_a_locked_run_directory_refuses_before_loading_data(tmp_path, capsys):
+    with rundir.locked(str(tmp_path / "run")):
+        err = one_line_error(capsys, lambda: run_train(tmp_path / "run", str(tmp_path / "no-data")))
+    assert "in use by another genmnist process" in err and "no-data" not in err
+
+
+@pytest.mark.parametrize("out, message", [("file", "is a file, not a directory"),
+                                          ("/proc/genmnist-run", "cannot write into /proc/genmnist-run")])
+def test_train_out_a_file_or_unwritable_is_one_line_before_loading_data(tmp_path, capsys, out, message):
+    if out == "file":
+        out = tmp_path / "file"
+        out.write_text("x")
+    err = one_line_error(capsys, lambda: run_train(out, str(tmp_path / "no-data")))
+    assert message in err
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--learning-rate", "-1"), ("--learning-rate", "0"), ("--beta1", "1"), ("--ema", "1.5"),
+    ("--label-smoothing", "-0.1"), ("--clip", "-1"), ("--gp-weight", "nan"), ("--n-critic", "0"),
+    ("--steps", "0"), ("--batch-size", "-3"), ("--seed", "-1"), ("--checkpoint-every", "0"),
+    ("--keep-checkpoints", "-1"), ("--log-every", "0"), ("--sample-every", "-1"), ("--eval-every", "-1"),
+    ("--eval-num", "0"), ("--logical-cpus", "-2"),
+])
+def test_train_numeric_flags_are_range_checked_by_argparse(capsys, flag, value):
+    from genmnist import train
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(["--out", "o", flag, value])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and f"argument {flag}: {value} is not " in err
+
+
+def test_resume_names_every_flag_it_ignores(tiny_run, capsys):
+    out, data_dir = tiny_run
+    assert run_train(out, data_dir, "--resume", "--loss", "hinge", "--learning-rate", "0.1", "--seed", "0") == 0
+    err = capsys.readouterr().err
+    assert "ignoring --learning-rate 0.1, --loss hinge" in err and "--seed" not in err.split("ignoring")[1]
+
+
+def test_resume_past_a_damaged_newest_checkpoint_finishes_like_the_intact_run(tiny_run, tmp_path, capsys):
+    import shutil
+    out, data_dir = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    damage(str(copy / "checkpoints" / "ckpt-8"))
+    assert run_train(copy, data_dir, "--resume", "--keep-checkpoints", "0") == 0
+    err = capsys.readouterr().err
+    assert "warning: skipped damaged checkpoint" in err and "ckpt-8" in err and "steps 4..8" in err
+    expected, got = final_tensors(out), final_tensors(copy)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_a_full_disk_at_a_checkpoint_exits_2_and_keeps_the_previous_one(tiny_run, tmp_path, capsys, monkeypatch):
+    _, data_dir = tiny_run
+    real_save = tf.train.CheckpointManager.save
+
+    def second_save_fails(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number == 4:
+            return real_save(self, checkpoint_number=checkpoint_number, **kwargs)
+        return disk_full_after_a_partial_write(self, checkpoint_number)
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", second_save_fails)
+    err = one_line_error(capsys, lambda: run_train(tmp_path / "full", data_dir))
+    assert "could not write checkpoint 8" in err and "No space left" in err and "MB" in err and "--resume" in err
+    assert not glob.glob(str(tmp_path / "full" / "checkpoints" / "*_temp*"))
+    assert tf.train.latest_checkpoint(str(tmp_path / "full" / "checkpoints")).endswith("ckpt-4")
+
+
+@pytest.mark.parametrize("where", ["data loading", "warm-up"])
+def test_an_interrupt_before_the_first_g_step_exits_130_without_a_traceback(tiny_run, tmp_path, capsys,
+                                                                          monkeypatch, where):
+    from genmnist import training
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    if where == "data loading":
+        import genmnist.data
+        monkeypatch.setattr(genmnist.data, "read_idx", interrupt)
+    else:
+        monkeypatch.setattr(training.GANTrainer, "discriminator_step", interrupt)
+    _, data_dir = tiny_run
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(tmp_path / "run", data_dir)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 130 and "interrupted" in err and "nothing" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    with rundir.locked(str(tmp_path / "run")):  # released
+        pass
+
+
+def test_sigterm_while_starting_up_exits_130_without_a_traceback(tiny_run, tmp_path):
+    import signal
+    _, data_dir = tiny_run
+    proc = subprocess.Popen([sys.executable, "-m", "genmnist.train", "--data-dir", data_dir,
+                             "--out", str(tmp_path / "run")], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # TensorFlow is still importing (about 8 s here)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err

@@ -1,0 +1,243 @@
+"""Kill soak (issue 18): SIGKILL a real training run at random moments, resume it, compare bit for bit.
+
+    python bench/kill_soak.py --data-dir ../shared/data/mnist [--kills 20] [--steps 300]
+
+One uninterrupted reference run, then the same run (same flags and seed) killed with
+SIGKILL at ``--kills`` seeded random moments of its attempts and resumed each time
+(started afresh when no checkpoint had been written yet).  After each kill every
+checkpoint the run lists must read back whole; at the end every tensor of the final
+checkpoint (weights, optimizer state, step) and every sample grid must equal the
+reference's, byte for byte.  Where each kill landed is inferred from the files it left
+(a checkpoint's temporary files: a checkpoint write; a half-written PNG or GIF:
+sampling; a half export: export) and from the attempt's last stderr line.  Writes
+bench/results/kill_soak.{json,md}.
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+import genmnist  # noqa: E402,F401  (quiets TensorFlow's logging)
+import tensorflow as tf  # noqa: E402
+
+from genmnist import rundir  # noqa: E402
+
+STARTUP_S = 12  # rough seconds from spawn to the first step; the kill moments are spread past it too
+
+
+def machine():
+    info = {}
+    for line in open("/proc/cpuinfo"):
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key in ("model name", "flags") and key not in info:
+            info[key] = value
+    return {"cpu": info.get("model name", platform.processor()), "cpu_flags": info.get("flags", ""),
+            "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(), "tensorflow": tf.__version__,
+            "load_average_start": os.getloadavg()}
+
+
+def train_command(args, out, resume):
+    return [sys.executable, "-m", "genmnist.train", "--data-dir", args.data_dir, "--out", out,
+            "--steps", str(args.steps), "--seed", str(args.run_seed), "--checkpoint-every",
+            str(args.checkpoint_every), "--sample-every", str(args.sample_every), "--log-every", "5",
+            *(["--resume"] if resume else [])]
+
+
+def has_checkpoint(out):
+    return tf.train.latest_checkpoint(rundir.path(out, rundir.CHECKPOINTS)) is not None
+
+
+def latest_step(out):
+    latest = tf.train.latest_checkpoint(rundir.path(out, rundir.CHECKPOINTS))
+    return int(latest.rsplit("-", 1)[1]) if latest else None
+
+
+def attempt(args, out, kill_after=None):
+    """Run (or resume) the run; SIGKILL it ``kill_after`` seconds after the spawn. (rc, seconds, stderr lines)."""
+    resume = has_checkpoint(out)
+    log_path = os.path.join(args.work, "attempt.log")
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(train_command(args, out, resume), cwd=ROOT, stdout=log, stderr=log)
+        try:
+            rc = proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        seconds = time.perf_counter() - start
+    with open(log_path) as f:
+        lines = [line.strip() for line in f.read().replace("\r", "\n").splitlines() if line.strip()]
+    return rc, seconds, lines, resume
+
+
+def landing(out, lines):
+    """Where a kill landed, from the files it left half-written and the last stderr line."""
+    checkpoints = rundir.path(out, rundir.CHECKPOINTS)
+    state = tf.train.get_checkpoint_state(checkpoints)
+    listed = {os.path.basename(p) for p in state.all_model_checkpoint_paths} if state else set()
+    if glob.glob(os.path.join(checkpoints, "*_temp*")) or glob.glob(os.path.join(checkpoints, "checkpoint.tmp*")) \
+            or any(os.path.basename(f).split(".")[0] not in listed
+                   for f in glob.glob(os.path.join(checkpoints, "ckpt-*.*"))):
+        return "checkpoint write"
+    if glob.glob(rundir.path(out, rundir.SAMPLES, "*.tmp.png")) or glob.glob(rundir.path(out, "*.tmp.gif")):
+        return "sampling"
+    last = lines[-1] if lines else ""
+    if last.startswith("checkpoint (final)") or os.path.isdir(rundir.path(out, rundir.EXPORT)):
+        return "export"
+    if not any(line.startswith("training ") for line in lines):
+        return "start-up (imports, data)"
+    if last.startswith("checkpoint (periodic)"):
+        return "steps (just after a checkpoint)"
+    if last.startswith("["):
+        return "steps"
+    if last.startswith("training "):
+        return "warm-up or first steps" if " steps 0.." in last else "first steps after resume"
+    return "other: " + last[:60]
+
+
+def unreadable_checkpoints(out):
+    state = tf.train.get_checkpoint_state(rundir.path(out, rundir.CHECKPOINTS))
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    return [os.path.basename(p) for p in paths if rundir.checkpoint_damage(p) is not None], len(paths)
+
+
+def compare_runs(reference, soaked):
+    """Every tensor of both final checkpoints and every sample grid, byte for byte."""
+    ref_ckpt = tf.train.latest_checkpoint(rundir.path(reference, rundir.CHECKPOINTS))
+    soak_ckpt = tf.train.latest_checkpoint(rundir.path(soaked, rundir.CHECKPOINTS))
+    ref_reader, soak_reader = tf.train.load_checkpoint(ref_ckpt), tf.train.load_checkpoint(soak_ckpt)
+    names = sorted(n for n in ref_reader.get_variable_to_shape_map() if n != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    mismatched = [n for n in names if not soak_reader.has_tensor(n) or not np.array_equal(
+        np.asarray(ref_reader.get_tensor(n)).view(np.uint8), np.asarray(soak_reader.get_tensor(n)).view(np.uint8))]
+    ref_samples = sorted(os.listdir(rundir.path(reference, rundir.SAMPLES)))
+    soak_samples = sorted(os.listdir(rundir.path(soaked, rundir.SAMPLES)))
+    differing = [s for s in ref_samples if s not in soak_samples or open(
+        rundir.path(reference, rundir.SAMPLES, s), "rb").read() != open(rundir.path(soaked, rundir.SAMPLES, s),
+                                                                        "rb").read()]
+    return {"final_checkpoints": [os.path.basename(ref_ckpt), os.path.basename(soak_ckpt)],
+            "tensors_compared": len(names), "tensor_mismatches": mismatched,
+            "samples_compared": len(ref_samples), "sample_mismatches": differing,
+            "extra_samples": sorted(set(soak_samples) - set(ref_samples)),
+            "export_present": os.path.isfile(rundir.path(soaked, rundir.EXPORT, "generator.keras"))}
+
+
+def simd_flags(flags):
+    return [f for f in flags.split() if f.startswith(("avx", "fma", "sse4", "amx"))]
+
+
+def markdown(result):
+    m, c = result["machine"], result["comparison"]
+    lines = ["# Kill soak (issue 18)", "",
+             f"- command: `{result['command']}`", f"- date: {result['date']}",
+             f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), shared with other jobs "
+             f"(load average {m['load_average_start'][0]:.1f} at start); TensorFlow {m['tensorflow']}, "
+             f"Python {m['python']}; no GPU",
+             f"- CPU flags (SIMD; all in the JSON): {' '.join(simd_flags(m['cpu_flags']))}",
+             f"- run: `{' '.join(result['train_command'])}` (reference: the same, never killed; "
+             f"{result['reference_seconds']:.0f} s)",
+             f"- {len(result['kills'])} SIGKILLs at moments drawn with seed {result['kill_seed']}, uniform over "
+             "each attempt's expected length; every kill followed by a resume (a fresh start while no checkpoint "
+             "existed)", "",
+             "| kill | attempt began at | resumed | killed after s | landed in | last stderr line | "
+             "checkpoints readable |", "|---|---|---|---|---|---|---|"]
+    for k in result["kills"]:
+        began = "step 0 (new run)" if k["from_step"] is None else f"ckpt-{k['from_step']}"
+        readable = f"{k['checkpoints_listed'] - len(k['unreadable'])}/{k['checkpoints_listed']}"
+        lines.append(f"| {k['kill']} | {began} | {'yes' if k['resumed'] else 'no'} | {k['seconds']:.1f} | "
+                     f"{k['landed']} | `{k['last_line'][:70].replace('|', '/')}` | {readable} |")
+    landed = {}
+    for k in result["kills"]:
+        landed[k["landed"]] = landed.get(k["landed"], 0) + 1
+    lines += ["", f"Kills: {len(result['kills'])} ({', '.join(f'{n} {w}' for w, n in sorted(landed.items()))}); "
+              f"resumes: {result['resumes']}; attempts that ended by themselves before their kill: "
+              f"{result['finished_early']}; final attempt exit status {result['final_rc']}.",
+              f"Unreadable checkpoints after any kill: {result['unreadable_total']}.",
+              f"Final checkpoint ({c['final_checkpoints'][1]}) against the reference ({c['final_checkpoints'][0]}): "
+              f"{c['tensors_compared']} tensors (weights, optimizer state, step) compared byte for byte, "
+              f"mismatches: {len(c['tensor_mismatches'])}; sample grids: {c['samples_compared']} compared, "
+              f"mismatches: {len(c['sample_mismatches'])}; export present: {'yes' if c['export_present'] else 'no'}.",
+              "", f"Result: {'PASS' if result['passed'] else 'FAIL'}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--checkpoint-every", type=int, default=20)
+    p.add_argument("--sample-every", type=int, default=25)
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--kill-seed", type=int, default=0, help="seeds the kill moments")
+    p.add_argument("--run-seed", type=int, default=0, help="the training run's --seed")
+    p.add_argument("--work", default=None, help="where the two runs go (default: a temporary directory)")
+    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    args = p.parse_args(argv)
+    args.work = args.work or tempfile.mkdtemp(prefix="kill-soak-")
+    reference, soaked = os.path.join(args.work, "reference"), os.path.join(args.work, "soaked")
+    result = {"machine": machine(), "command": "python " + " ".join(sys.argv),
+              "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+              "train_command": ["python"] + train_command(args, "OUT", False)[1:], "kill_seed": args.kill_seed}
+
+    rc, seconds, lines, _ = attempt(args, reference)
+    if rc != 0:
+        sys.exit(f"the reference run failed (exit {rc}): {lines[-1] if lines else ''}")
+    result["reference_seconds"] = seconds
+    print(f"reference: {seconds:.0f} s", file=sys.stderr)
+
+    rng = random.Random(args.kill_seed)
+    kills, resumes, finished_early, unreadable_total = [], 0, 0, 0
+    while len(kills) < args.kills:
+        done = latest_step(soaked) or 0
+        expected = STARTUP_S + (seconds - STARTUP_S) * (args.steps - done) / args.steps
+        delay = rng.uniform(0.3 * STARTUP_S, expected)
+        rc, took, lines, resumed = attempt(args, soaked, kill_after=delay)
+        resumes += resumed
+        if rc != -9:
+            finished_early += 1
+            print(f"attempt ended by itself (exit {rc}) before its kill at {delay:.1f} s", file=sys.stderr)
+            if rc == 0:
+                break
+            continue
+        unreadable, listed = unreadable_checkpoints(soaked)
+        unreadable_total += len(unreadable)
+        kill = {"kill": len(kills) + 1, "from_step": done if resumed else None, "resumed": resumed,
+                "seconds": took, "landed": landing(soaked, lines), "last_line": lines[-1] if lines else "",
+                "checkpoints_listed": listed, "unreadable": unreadable, "latest_after": latest_step(soaked)}
+        kills.append(kill)
+        print(f"kill {kill['kill']}: after {took:.1f} s, {kill['landed']}; latest ckpt-{kill['latest_after']}; "
+              f"unreadable {unreadable}", file=sys.stderr)
+    rc, _, lines, resumed = attempt(args, soaked)
+    resumes += resumed
+    result.update(kills=kills, resumes=resumes, finished_early=finished_early, final_rc=rc,
+                  final_lines=lines[-3:], unreadable_total=unreadable_total,
+                  comparison=compare_runs(reference, soaked))
+    c = result["comparison"]
+    result["machine"]["load_average_end"] = os.getloadavg()
+    result["passed"] = (rc == 0 and unreadable_total == 0 and not c["tensor_mismatches"]
+                        and not c["sample_mismatches"] and c["export_present"] and len(kills) == args.kills)
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "kill_soak.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    text = markdown(result)
+    with open(os.path.join(args.results, "kill_soak.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

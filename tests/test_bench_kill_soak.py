@@ -1,0 +1,60 @@
+"""bench/kill_soak.py: where a kill landed is read off the files it left, and the report renders."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+SPEC = importlib.util.spec_from_file_location("bench_kill_soak",
+                                              Path(__file__).resolve().parents[1] / "bench" / "kill_soak.py")
+soak = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(soak)
+
+
+def run_with_one_checkpoint(tmp_path):
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=tf.Variable(1)), str(tmp_path / "checkpoints"), 3)
+    manager.save(checkpoint_number=20)
+    return tmp_path
+
+
+def test_landing_is_read_off_the_files_a_kill_leaves(tmp_path):
+    run = run_with_one_checkpoint(tmp_path)
+    progress = ["training run: preset default, 60000 images, batch 128, steps 0..300, seed 0",
+                "[#.....] 45/300 d_loss 1.2 g_loss 0.8"]
+    assert soak.landing(str(run), progress) == "steps"
+    assert soak.landing(str(run), progress[:1]) == "warm-up or first steps"
+    assert soak.landing(str(run), []) == "start-up (imports, data)"
+    os.makedirs(run / "samples")
+    (run / "samples" / "step_000050.png.tmp.png").write_bytes(b"half")
+    assert soak.landing(str(run), progress) == "sampling"
+    os.makedirs(run / "checkpoints" / "ckpt-40_temp")
+    assert soak.landing(str(run), progress) == "checkpoint write"
+    os.rmdir(run / "checkpoints" / "ckpt-40_temp")
+    (run / "checkpoints" / "ckpt-40.index").write_bytes(b"renamed, not yet recorded")
+    assert soak.landing(str(run), progress) == "checkpoint write"
+    os.remove(run / "checkpoints" / "ckpt-40.index")
+    os.remove(run / "samples" / "step_000050.png.tmp.png")
+    assert soak.landing(str(run), progress + ["checkpoint (final) at step 300: x/ckpt-300"]) == "export"
+
+
+def test_markdown_report_renders_a_row_per_kill(tmp_path):
+    run = run_with_one_checkpoint(tmp_path)
+    assert soak.unreadable_checkpoints(str(run)) == ([], 1)
+    kills = [{"kill": i + 1, "from_step": None if i == 0 else 20, "resumed": i > 0, "seconds": 9.5,
+              "landed": "steps", "last_line": "[##] 45/300 | x", "checkpoints_listed": 1, "unreadable": [],
+              "latest_after": 20} for i in range(3)]
+    result = {"machine": {"cpu": "cpu", "cpu_flags": "fpu avx2 fma", "cores": 2, "usable_cores": 2,
+                          "python": "3", "tensorflow": "2", "load_average_start": (1.0, 1.0, 1.0)},
+              "command": "python bench/kill_soak.py", "date": "today", "train_command": ["python", "-m", "x"],
+              "reference_seconds": 100.0, "kill_seed": 0, "kills": kills, "resumes": 3, "finished_early": 0,
+              "final_rc": 0, "unreadable_total": 0, "passed": True,
+              "comparison": {"final_checkpoints": ["ckpt-300", "ckpt-300"], "tensors_compared": 60,
+                             "tensor_mismatches": [], "samples_compared": 14, "sample_mismatches": [],
+                             "export_present": True}}
+    text = soak.markdown(result)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 3 and "step 0 (new run)" in rows[0] and "ckpt-20" in rows[1]
+    header = [line for line in text.splitlines() if line.startswith("| kill")][0]
+    assert all(row.count("|") == header.count("|") for row in rows)  # a '|' in a stderr line is escaped
+    assert "avx2 fma" in text and "mismatches: 0" in text and "Result: PASS" in text
