@@ -29,7 +29,7 @@ import genmnist  # noqa: E402,F401  (quiets TensorFlow's logging)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from genmnist import images, rundir  # noqa: E402
+from genmnist import loop, rundir  # noqa: E402
 from genmnist.data import batches, load_mnist  # noqa: E402
 from genmnist.models import BatchNorm  # noqa: E402
 from genmnist.presets import get_preset  # noqa: E402
@@ -198,18 +198,14 @@ def sampling_rates(generator, repeats=5):
 
 
 def loop_overhead(trainer, data, loop_steps, out_dir):
-    """Input wait and the cost of logging, samples and checkpoints, as genmnist.train does them.
+    """Input wait and the cost of logging, samples and checkpoints, with genmnist.loop's own pieces.
 
-    The loop mirrors genmnist.train (same stream, same calls); the three side
-    tasks repeat its code so their cost can be timed one at a time.
+    The steps run on genmnist.loop's stream; the three side tasks are its hooks,
+    called one at a time so each can be timed.
     """
-    from genmnist.train import NUM_SAMPLES, _all_finite, is_milestone, noise
-
     preset, seed = trainer.preset, 0
-    reals = batches(data, BATCH, preset.pixel_range, seed)
-    zs = tf.data.Dataset.range(0, 2**62).map(lambda k: noise(BATCH, seed, k, preset.n_critic))
     strategy = getattr(trainer, "strategy", tf.distribute.get_strategy())
-    stream = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.zip(reals, zs).prefetch(2)))
+    stream = loop.data_stream(data, preset, seed, BATCH, 0, strategy)
     step = tf.Variable(0, dtype=tf.int64)
     wait, compute = [], []
     for i in range(loop_steps + 2):
@@ -231,46 +227,25 @@ def loop_overhead(trainer, data, loop_steps, out_dir):
         next(source)
     produce = (time.perf_counter() - start) / 20
 
-    writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs"))
-    samples_dir = os.path.join(out_dir, "samples")
-    fixed_z = noise(NUM_SAMPLES, seed, -1)
-    manager = rundir.checkpoint_manager(
-        out_dir, generator=trainer.generator, discriminator=trainer.discriminator,
-        g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step)
-
-    def log():
-        values = {k: float(v) for k, v in metrics.items()}
-        finite = all(map(math.isfinite, values.values()))  # genmnist.train stops when not; only the cost matters
-        print(finite, " ".join(f"{k} {v:.4f}" for k, v in values.items()), file=io.StringIO())
-        with writer.as_default():
-            for name, value in values.items():
-                tf.summary.scalar(name, value, step=loop_steps)
-            tf.summary.scalar("steps_per_sec", 1.0, step=loop_steps)
-
-    def sample(iteration):
-        sampler = getattr(trainer, "sampler", trainer.generator)
-        pixels = images.to_uint8(sampler(fixed_z, training=False), preset.pixel_range)
-        picture = images.grid(pixels)
-        images.write_png(os.path.join(samples_dir, f"step_{iteration:06d}.png"), picture)
-        images.write_gif(images.milestone_pngs(samples_dir), os.path.join(out_dir, "progress.gif"))
-        with writer.as_default():
-            tf.summary.image("samples", picture[None, :, :, None], step=iteration)
-
-    def checkpoint():
-        bool(_all_finite(trainer.generator.variables + trainer.discriminator.variables))
-        manager.save(checkpoint_number=int(step.numpy()))
+    run = loop.Run(out_dir, {"preset": preset, "seed": seed, "data_dir": None}, strategy, trainer, step,
+                   loop.checkpoint_manager(trainer, step, out_dir), chief=True)
+    hooks = loop.make_hooks(run)
+    log = loop.MetricsLogger(loop.Progress(RUN_STEPS, 0, out=io.StringIO()), hooks.writer)
 
     def timed(fn, *args):
         start = time.perf_counter()
         fn(*args)
         return time.perf_counter() - start
 
-    log(), checkpoint()  # first calls create the event file and trace _all_finite
-    milestones = [i for i in range(RUN_STEPS) if is_milestone(i) or i == RUN_STEPS - 1]
+    def sample(iteration):
+        hooks.samples(iteration, trainer.inference_generator())
+
+    log(metrics, loop_steps), hooks.checkpoint.save()  # first calls create the event file and trace all_finite
+    milestones = [i for i in range(RUN_STEPS) if loop.Schedule(RUN_STEPS).grid_due(i)]
     sample_s = [timed(sample, i) for i in milestones]  # the GIF grows, so time the real sequence
-    log_s = float(np.median([timed(log) for _ in range(20)]))
-    ckpt_s = float(np.median([timed(checkpoint) for _ in range(3)]))
-    writer.close()
+    log_s = float(np.median([timed(log, metrics, loop_steps) for _ in range(20)]))
+    ckpt_s = float(np.median([timed(hooks.checkpoint.save) for _ in range(3)]))
+    hooks.writer.close()
 
     step_s, wait_s = float(np.mean(compute)), float(np.mean(wait))
     items = {  # name: (seconds per occurrence, occurrences in a default run)

@@ -4,6 +4,7 @@
     RUN/checkpoints/           tf.train.CheckpointManager: models, optimizers, step, seed
     RUN/samples/step_*.png     fixed-noise grids at the legacy milestones
     RUN/progress.gif           those grids animated
+    RUN/eval.csv               --eval-every scores, one row per evaluated step
     RUN/logs/                  TensorBoard scalars and images
     RUN/export/                generator.keras and saved_model/ (z -> image)
     RUN/.lock                  held (flock) by the process writing the run
@@ -32,6 +33,8 @@ CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 LOGS = "logs"
 EXPORT = "export"
+PROGRESS_GIF = "progress.gif"
+EVAL_CSV = "eval.csv"
 LOCK = ".lock"
 
 

@@ -1,7 +1,7 @@
 """The GAN update: one discriminator step, then one generator step on the same z.
 
 ``GANTrainer`` owns the two optimizers and the compiled (``tf.function``)
-steps; ``genmnist.train`` owns everything around them (data, schedule,
+steps; ``genmnist.loop`` owns everything around them (data, schedule,
 checkpoints, logging).  The step runs the generator forward once: its output
 feeds the D update (gradient stopped) and then, under the generator's tape,
 the updated D, which is exactly what the legacy graph computed with two

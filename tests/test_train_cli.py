@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import images, rundir, sample, train
+from genmnist import images, loop, rundir, sample, train
 from genmnist.models import Z_DIM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +54,7 @@ def test_a_run_writes_samples_gif_checkpoints_logs_and_export(finished_run):
     assert grid.shape == (8 * 30 + 2, 8 * 30 + 2)
     # the last grid is the final generator on the fixed noise, scaled x255 for the preset's range
     generator, preset = rundir.load_generator(str(out))
-    fixed = images.to_uint8(generator(train.noise(train.NUM_SAMPLES, 0, -1), training=False), preset.pixel_range)
+    fixed = images.to_uint8(generator(loop.noise(loop.NUM_SAMPLES, 0, -1), training=False), preset.pixel_range)
     np.testing.assert_array_equal(grid, images.grid(fixed))
     from PIL import Image
     frames = [cv2.imread(str(out / "samples" / f), cv2.IMREAD_GRAYSCALE) for f in sorted(os.listdir(out / "samples"))]
@@ -318,16 +318,16 @@ def test_keep_checkpoints_zero_keeps_every_checkpoint(finished_run, tmp_path):
 
 def test_the_checkpoint_finite_check_survives_an_edit_of_the_source_during_a_run(tmp_path):
     """AutoGraph reads a function's source by line number at its first call; the finite check
-    is first called at the first checkpoint, so with AutoGraph a run whose train.py was edited
+    is first called at the first checkpoint, so with AutoGraph a run whose loop.py was edited
     (a git pull) in the meantime crashed there (seen: 35 minutes of training lost)."""
     shutil.copytree(os.path.join(ROOT, "genmnist"), tmp_path / "genmnist",
                     ignore=shutil.ignore_patterns("__pycache__"))
     script = ("import linecache, tensorflow as tf\n"
-              "from genmnist import train\n"
-              "source = open(train.__file__).read()\n"
-              "open(train.__file__, 'w').write('\\n' * 30 + source)\n"
+              "from genmnist import loop\n"
+              "source = open(loop.__file__).read()\n"
+              "open(loop.__file__, 'w').write('\\n' * 30 + source)\n"
               "linecache.clearcache()\n"
-              "print('finite:', bool(train._all_finite([tf.constant([1.0]), tf.constant([2.0])])))\n")
+              "print('finite:', bool(loop.all_finite([tf.constant([1.0]), tf.constant([2.0])])))\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "finite: True" in done.stdout

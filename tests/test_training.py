@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from genmnist import rundir
+from genmnist.loop import is_milestone
 from genmnist.models import BatchNorm, legacy_variables
 from genmnist.presets import PRESETS
-from genmnist.train import is_milestone
 from genmnist.training import FusedAdam, GANTrainer
 
 

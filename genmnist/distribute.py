@@ -1,0 +1,28 @@
+"""tf.distribute helpers for ``--strategy`` and ``--logical-cpus``."""
+
+import tensorflow as tf
+
+
+def make_strategy(name):
+    """'default' (one device), 'mirrored' (this machine's GPUs, else its logical CPUs) or 'multiworker' (TF_CONFIG)."""
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Only one process writes samples, logs and the kept checkpoint (task 0 of a multi-worker job)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def split_cpu(count):
+    """Expose the CPU as ``count`` logical devices; must run before TensorFlow starts."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)

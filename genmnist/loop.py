@@ -1,0 +1,348 @@
+"""The training loop, in named pieces: ``genmnist.train`` runs them, bench/speed.py times them.
+
+``build_run`` turns a run config into models, trainer, step counter and checkpoint
+manager (restored on resume); ``data_stream`` yields (real batch, noise) pairs that
+are pure functions of (seed, batch index), so a resumed run continues exactly as an
+uninterrupted one would; ``SampleWriter``, ``CheckpointHook``, ``Evaluator`` and
+``MetricsLogger`` are what happens around the steps, ``Schedule`` says when, and
+``train_loop`` is the loop itself.
+"""
+
+import csv
+import dataclasses
+import datetime
+import math
+import os
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from genmnist import convert, images, rundir
+from genmnist.data import batches, load_mnist
+from genmnist.distribute import is_chief
+from genmnist.errors import UserError
+from genmnist.models import Z_DIM, legacy_variables
+from genmnist.training import GANTrainer
+
+NUM_SAMPLES = 64  # the fixed-noise grid is 8x8
+
+
+def is_milestone(iteration):
+    """The legacy DISPLAY_STEP cadence: 0, 10, ..., 90, 100, 200, ..., 900, 1000, 2000, ..."""
+    if iteration < 10:
+        return iteration == 0
+    return iteration % 10 ** int(math.log10(iteration)) == 0
+
+
+def noise(batch_size, seed, batch_index, n_critic=None):
+    """z ~ N(0, 1) for one batch ([b, n_critic, z] when given), keyed by (seed, batch index) so runs replay."""
+    shape = [batch_size, Z_DIM] if n_critic is None else [batch_size, n_critic, Z_DIM]
+    return tf.random.stateless_normal(shape, seed=[seed, batch_index])
+
+
+@tf.function(autograph=False)  # nothing to convert; AutoGraph would re-read this file at the first call
+def all_finite(variables):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+
+def seed_everything(preset, seed):
+    """Seed Keras' initialisers; for a gradient penalty also make TF's reductions repeatable."""
+    if preset.gp_weight:
+        # The penalty's double backprop sums gradient contributions in an order that
+        # depends on TF's inter-op thread scheduling; one inter-op thread makes the
+        # run repeatable (two same-seed WGAN-GP runs differed without it).
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TF already running in this process (e.g. called from Python)
+            print("note: TensorFlow is already initialised; this WGAN-GP run may not be bit-repeatable",
+                  file=sys.stderr)
+    keras.utils.set_random_seed(seed)
+
+
+@dataclasses.dataclass
+class Run:
+    """A built run: where it lives, its config, and the training state its checkpoints hold."""
+
+    run_dir: str
+    config: dict
+    strategy: tf.distribute.Strategy
+    trainer: GANTrainer
+    step: tf.Variable
+    manager: tf.train.CheckpointManager
+    chief: bool
+
+    @property
+    def preset(self):
+        return self.config["preset"]
+
+    @property
+    def start(self):
+        return int(self.step.numpy())
+
+
+def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
+    """Models, trainer and checkpoint manager for ``config``; restored from the latest
+    checkpoint on ``resume``; the chief writes RUN/config.json."""
+    preset = config["preset"]
+    with strategy.scope():
+        generator, discriminator = rundir.build_models(preset)
+    try:
+        trainer = GANTrainer(generator, discriminator, preset, seed=config["seed"], strategy=strategy)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if config.get("init_from") and not resume:
+        values, prefix = convert.read_legacy(config["init_from"])
+        convert.assign_legacy(values, legacy_variables(generator, discriminator), prefix)
+        trainer.sync_sampler()
+    chief = is_chief(strategy)
+    step = tf.Variable(0, dtype=tf.int64, name="step")
+    manager = checkpoint_manager(trainer, step, run_dir, keep_checkpoints, chief)
+    if resume:
+        if manager.latest_checkpoint is None:
+            raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    if chief:
+        rundir.write_config(run_dir, {**config, "preset": preset.to_dict()})
+    return Run(run_dir, config, strategy, trainer, step, manager, chief)
+
+
+def checkpoint_manager(trainer, step, run_dir, keep_checkpoints=3, chief=True):
+    """What a checkpoint holds: models, optimizers, the penalty's random stream, the step and
+    the weight average when the preset keeps one."""
+    extra = {"ema_generator": trainer.sampler} if trainer.preset.ema_decay else {}
+    # Every multi-worker replica must take part in saving; only the chief's copy is kept.
+    directory = run_dir if chief else tempfile.mkdtemp(prefix="genmnist-worker-")
+    return rundir.checkpoint_manager(
+        directory, keep_checkpoints, generator=trainer.generator, discriminator=trainer.discriminator,
+        g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step, **extra)
+
+
+def data_stream(data, preset, seed, batch_size, start, strategy):
+    """(real batch, noise) pairs from the batch a run at step ``start`` needs next, split by ``strategy``."""
+    first_batch = 0 if start == 0 else preset.warmup_d_steps + start
+    reals = batches(data, batch_size, preset.pixel_range, seed, first_batch)
+
+    def batch_noise(k):  # a named function: AutoGraph warns that it cannot parse this as a lambda
+        return noise(batch_size, seed, k, preset.n_critic)
+    zs = tf.data.Dataset.range(first_batch, 2**62).map(batch_noise)
+    return iter(strategy.experimental_distribute_dataset(tf.data.Dataset.zip(reals, zs).prefetch(2)))
+
+
+def warm_up(trainer, stream, start):
+    """The legacy D-only steps before the first iteration (none when resuming)."""
+    if start == 0:
+        for _ in range(trainer.preset.warmup_d_steps):
+            trainer.discriminator_step(*next(stream))
+
+
+class SampleWriter:
+    """The fixed-noise grid: RUN/samples/step_N.png, the progress GIF and a TensorBoard image."""
+
+    def __init__(self, run_dir, preset, seed, writer):
+        self.run_dir, self.pixel_range, self.writer = run_dir, preset.pixel_range, writer
+        self.samples_dir = rundir.path(run_dir, rundir.SAMPLES)
+        self.fixed_z = noise(NUM_SAMPLES, seed, -1)
+
+    def __call__(self, iteration, sampler):
+        picture = images.grid(images.to_uint8(sampler(self.fixed_z, training=False), self.pixel_range))
+        images.write_png(os.path.join(self.samples_dir, f"step_{iteration:06d}.png"), picture)
+        images.write_gif(images.milestone_pngs(self.samples_dir), rundir.path(self.run_dir, rundir.PROGRESS_GIF))
+        with self.writer.as_default():
+            tf.summary.image("samples", picture[None, :, :, None], step=iteration)
+
+
+class CheckpointHook:
+    """Save the training state after checking the weights are finite (a diverged run keeps its last good one)."""
+
+    def __init__(self, manager, step, variables):
+        self.manager, self.step, self.variables = manager, step, variables
+
+    def save(self):
+        if not bool(all_finite(self.variables)):
+            raise FloatingPointError("weights are not finite")
+        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+    def __call__(self, reason):
+        path = self.save()
+        print(f"\ncheckpoint ({reason}) at step {int(self.step.numpy())}: {path}", file=sys.stderr)
+
+
+class Progress:
+    """One status line: a bar, the losses, D(x), D(G(z)) and steps/s; rewritten in place on a terminal."""
+
+    def __init__(self, total, first, out=None):
+        self.out = out or sys.stderr
+        self.total, self.tty = total, self.out.isatty()
+        self.last_step, self.last_time = first, time.perf_counter()
+
+    def update(self, step, metrics):
+        now = time.perf_counter()
+        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
+        done = int(30 * step / self.total)
+        eta = (self.total - step) / rate if rate > 0 else 0
+        line = (f"[{'#' * done}{'.' * (30 - done)}] {step}/{self.total} "
+                f"d_loss {metrics['d_loss']:.4f} g_loss {metrics['g_loss']:.4f} "
+                f"D(x) {metrics['d_real']:.3f} D(G(z)) {metrics['d_fake']:.3f} "
+                f"{rate:.2f} steps/s ETA {datetime.timedelta(seconds=int(eta))}")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.out, flush=True)
+        return rate
+
+    def close(self):
+        if self.tty:
+            print(file=self.out)
+
+
+class MetricsLogger:
+    """The NaN check, the progress line and the TensorBoard scalars of one logged step."""
+
+    TAGS = (("d_loss", "d_loss"), ("g_loss", "g_loss"), ("d_real", "D(x)"), ("d_fake", "D(G(z))"))
+
+    def __init__(self, progress, writer):
+        self.progress, self.writer = progress, writer
+
+    def __call__(self, metrics, done):
+        values = {k: float(v) for k, v in metrics.items()}
+        if not all(map(math.isfinite, values.values())):
+            raise FloatingPointError(f"loss is not finite at step {done} "
+                                     f"(d_loss={values['d_loss']}, g_loss={values['g_loss']})")
+        rate = self.progress.update(done, values)
+        with self.writer.as_default():
+            for name, tag in self.TAGS:
+                tf.summary.scalar(tag, values[name], step=done)
+            tf.summary.scalar("steps_per_sec", rate, step=done)
+
+
+class Evaluator:
+    """``--eval-every``: sample quality during training, to TensorBoard (eval/*) and RUN/eval.csv."""
+
+    COLUMNS = ("step", "classifier_score", "frechet_distance", "precision", "recall",
+               "class_kl_uniform", "classes_covered")
+
+    def __init__(self, run_dir, data_dir, num, seed, start_step=0):
+        from genmnist import evaluate
+        from genmnist.classifier import get_classifier
+
+        self.evaluate, self.num, self.seed = evaluate, num, seed
+        self.classifier = get_classifier(data_dir, log=lambda m: print(m, file=sys.stderr))
+        self.evaluate.check_images(np.zeros((num, 28, 28), np.uint8), self.evaluate.min_images(self.classifier),
+                                   what="--eval-num")
+        self.real = evaluate.prepare_real(self.classifier, load_mnist(data_dir, "test").images)
+        self.csv_path = rundir.path(run_dir, rundir.EVAL_CSV)
+        self._drop_rows_after(start_step)
+
+    def _drop_rows_after(self, step):
+        """A killed run resumes from its last checkpoint and evaluates the steps after it
+        again: drop the rows it wrote for them, so each step has one row."""
+        if not os.path.exists(self.csv_path):
+            return
+        with open(self.csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(r["step"]) <= step]
+        if len(kept) < len(rows):
+            with open(self.csv_path, "w", newline="") as f:
+                out = csv.DictWriter(f, self.COLUMNS)
+                out.writeheader()
+                out.writerows(kept)
+
+    def __call__(self, generator, preset, step, writer):
+        from genmnist.sample import generate
+
+        metrics = self.evaluate.evaluate_images(generate(generator, preset, self.num, self.seed),
+                                                self.classifier, self.real)
+        row = {"step": step, **{k: metrics[k] for k in self.COLUMNS[1:]}}
+        with writer.as_default():
+            for name in self.COLUMNS[1:]:
+                tf.summary.scalar(f"eval/{name}", row[name], step=step)
+        new = not os.path.exists(self.csv_path)
+        with open(self.csv_path, "a", newline="") as f:
+            out = csv.DictWriter(f, self.COLUMNS)
+            if new:
+                out.writeheader()
+            out.writerow(row)
+        print(f"\neval at step {step}: " + ", ".join(f"{k} {row[k]:.3f}" for k in self.COLUMNS[1:]),
+              file=sys.stderr)
+
+
+@dataclasses.dataclass
+class Hooks:
+    """What runs around the steps; ``samples`` and ``evaluator`` are None where they do not run."""
+
+    writer: object  # the TensorBoard writer (a no-op one off the chief)
+    checkpoint: CheckpointHook
+    samples: SampleWriter | None = None
+    evaluator: Evaluator | None = None
+
+
+def make_hooks(run, eval_every=0, eval_num=2000):
+    """The hooks of ``run``: only the chief writes samples, logs and evaluations."""
+    chief = run.chief
+    writer = (tf.summary.create_file_writer(rundir.path(run.run_dir, rundir.LOGS)) if chief
+              else tf.summary.create_noop_writer())
+    models = run.trainer.generator.variables + run.trainer.discriminator.variables
+    seed = run.config["seed"]
+    return Hooks(writer, CheckpointHook(run.manager, run.step, models),
+                 SampleWriter(run.run_dir, run.preset, seed, writer) if chief else None,
+                 Evaluator(run.run_dir, run.config["data_dir"], eval_num, seed, run.start)
+                 if eval_every and chief else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """When each hook runs, in iterations (0: never, for the optional ones)."""
+
+    total: int
+    log_every: int = 10
+    checkpoint_every: int = 500
+    sample_every: int = 0
+    eval_every: int = 0
+
+    def log_due(self, done):
+        return done % self.log_every == 0 or done == self.total
+
+    def grid_due(self, iteration):
+        """The legacy milestones, the last iteration, and every ``sample_every``."""
+        done = iteration + 1
+        return bool(is_milestone(iteration) or done == self.total
+                    or (self.sample_every and done % self.sample_every == 0))
+
+    def eval_due(self, done):
+        return bool(self.eval_every and (done % self.eval_every == 0 or done == self.total))
+
+    def checkpoint_due(self, done):
+        return done % self.checkpoint_every == 0 and done != self.total
+
+
+def train_loop(run, stream, schedule, hooks, progress=None):
+    """Iterations ``run.start``..``schedule.total``; raises FloatingPointError on a non-finite loss
+    and lets KeyboardInterrupt through, the progress line closed either way."""
+    progress = progress or Progress(schedule.total, run.start)
+    log = MetricsLogger(progress, hooks.writer)
+    try:
+        for iteration in range(run.start, schedule.total):
+            metrics = run.trainer.train_step(*next(stream))
+            run.step.assign_add(1)
+            done = iteration + 1
+            if schedule.log_due(done):
+                log(metrics, done)
+            _sample_and_evaluate(run, schedule, hooks, iteration)
+            if schedule.checkpoint_due(done):
+                hooks.checkpoint("periodic")
+    finally:
+        progress.close()
+
+
+def _sample_and_evaluate(run, schedule, hooks, iteration):
+    """The grid and the evaluation due after ``iteration``, from one inference copy of the sampler."""
+    grid_due = hooks.samples is not None and schedule.grid_due(iteration)
+    eval_due = hooks.evaluator is not None and schedule.eval_due(iteration + 1)
+    if grid_due or eval_due:
+        sampler = run.trainer.inference_generator()
+        if grid_due:
+            hooks.samples(iteration, sampler)
+        if eval_due:
+            hooks.evaluator(sampler, run.preset, iteration + 1, hooks.writer)
