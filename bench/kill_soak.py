@@ -96,7 +96,7 @@ def landing(out, lines):
     if glob.glob(rundir.path(out, rundir.SAMPLES, "*.tmp.png")) or glob.glob(rundir.path(out, "*.tmp.gif")):
         return "sampling"
     last = lines[-1] if lines else ""
-    if last.startswith("checkpoint (final)") or os.path.isdir(rundir.path(out, rundir.EXPORT)):
+    if last.startswith("checkpoint (final)") or os.path.isdir(rundir.path(out, rundir.EXPORT + ".tmp")):
         return "export"
     if not any(line.startswith("training ") for line in lines):
         return "start-up (imports, data)"

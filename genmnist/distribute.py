@@ -15,7 +15,11 @@ def make_strategy(name):
 
 def is_chief(strategy):
     """Only one process writes samples, logs and the kept checkpoint (task 0 of a multi-worker job)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
+    return chief_of(getattr(strategy, "cluster_resolver", None))
+
+
+def chief_of(resolver):
+    """``is_chief`` for a cluster resolver (None: no cluster), e.g. one read from TF_CONFIG before TF starts."""
     if resolver is None or not resolver.task_type:
         return True
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0

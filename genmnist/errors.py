@@ -6,6 +6,7 @@ an interrupt (Ctrl-C) ends it with one line and exit status 130.
 """
 
 import contextlib
+import signal
 import sys
 
 
@@ -27,3 +28,12 @@ def exit_on_user_error(prog, interrupted=None):
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
         sys.exit(INTERRUPTED)
+
+
+def quiet_interrupts(prog):
+    """Until a CLI's own handling takes over: Ctrl-C or SIGTERM (say, while TensorFlow imports) ends in one line."""
+    def stop(signum, frame):
+        print(f"\n{prog}: interrupted while starting; nothing was written", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)

@@ -11,6 +11,7 @@ Two artefacts in the export directory:
 """
 
 import os
+import shutil
 
 import tensorflow as tf
 
@@ -31,9 +32,13 @@ class _Serving(tf.Module):
 
 
 def export_generator(generator, preset, export_dir):
-    os.makedirs(export_dir, exist_ok=True)
-    generator.save(os.path.join(export_dir, "generator.keras"))
+    """Write both artefacts into ``export_dir``.tmp, then rename it: an export directory is always whole."""
+    partial = export_dir + ".tmp"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    generator.save(os.path.join(partial, "generator.keras"))
     module = _Serving(generator, preset.pixel_range)
-    tf.saved_model.save(module, os.path.join(export_dir, "saved_model"),
-                        signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, os.path.join(partial, "saved_model"), signatures={"serving_default": module.serve})
+    shutil.rmtree(export_dir, ignore_errors=True)
+    os.replace(partial, export_dir)
     return export_dir

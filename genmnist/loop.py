@@ -104,7 +104,7 @@ def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
     if resume:
         if manager.latest_checkpoint is None:
             raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        manager.checkpoint.restore(rundir.newest_readable(manager)).assert_existing_objects_matched()
     if chief:
         rundir.write_config(run_dir, {**config, "preset": preset.to_dict()})
     return Run(run_dir, config, strategy, trainer, step, manager, chief)
@@ -164,7 +164,7 @@ class CheckpointHook:
     def save(self):
         if not bool(all_finite(self.variables)):
             raise FloatingPointError("weights are not finite")
-        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+        return rundir.save_checkpoint(self.manager, int(self.step.numpy()))
 
     def __call__(self, reason):
         path = self.save()

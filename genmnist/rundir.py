@@ -125,6 +125,7 @@ def locked(run_dir):
                             "wait for it to end or choose another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        remove_partial_checkpoints(path(run_dir, CHECKPOINTS))  # what an earlier, killed holder left
         yield
     finally:
         os.close(fd)  # releases the lock

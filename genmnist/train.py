@@ -8,19 +8,24 @@ and the step counter.
 """
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
 import signal
 import sys
 
+from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts
+
+if __name__ == "__main__":
+    quiet_interrupts("genmnist.train")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
+
 import keras
 import tensorflow as tf
 
-from genmnist import loop, rundir
+from genmnist import argtypes, loop, rundir
 from genmnist.data import load_mnist
-from genmnist.distribute import make_strategy, split_cpu
-from genmnist.errors import UserError, exit_on_user_error
+from genmnist.distribute import chief_of, make_strategy, split_cpu
 from genmnist.export import export_generator
 from genmnist.losses import USER_LOSSES
 from genmnist.presets import MODELS, PRESETS, get_preset
@@ -44,30 +49,31 @@ def parse_args(argv=None):
                    help="GAN loss (default: the preset's; dcgan legacy: raw-log, dcgan default: nonsaturating, "
                         "wgan: wgan-gp). wgan/wgan-gp bring 5 critic steps per G step, wgan brings --clip 0.01, "
                         "wgan-gp a penalty of 10; the critic losses use D's raw score, never a sigmoid")
-    p.add_argument("--n-critic", type=int, default=None, help="D steps per G step (default: the loss's)")
-    p.add_argument("--clip", type=float, default=None,
+    p.add_argument("--n-critic", type=argtypes.positive_int, default=None,
+                   help="D steps per G step (default: the loss's)")
+    p.add_argument("--clip", type=argtypes.non_negative_float, default=None,
                    help="WGAN weight clipping bound (default: 0.01 with --loss wgan, else off)")
-    p.add_argument("--gp-weight", type=float, default=None,
+    p.add_argument("--gp-weight", type=argtypes.non_negative_float, default=None,
                    help="WGAN-GP gradient penalty weight (default: 10 with --loss wgan-gp, else off)")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None,
                    help="what real pixels are scaled to (default: the preset's; legacy 0,1, default -1,1)")
-    p.add_argument("--label-smoothing", type=float, default=None,
+    p.add_argument("--label-smoothing", type=argtypes.fraction, default=None,
                    help="one-sided label smoothing: D's target for real images is 1 - this "
                         "(minimax/nonsaturating losses; default: the preset's)")
-    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+    p.add_argument("--ema", type=argtypes.fraction, default=None, metavar="DECAY",
                    help="sample and export from an exponential moving average of G's weights with this "
                         "decay, e.g. 0.999 (0: off; default: the preset's)")
-    p.add_argument("--steps", type=int, default=10000,
+    p.add_argument("--steps", type=argtypes.positive_int, default=10000,
                    help="training iterations (one D and one G update each), after the D-only warm-up; "
                         "the legacy script's length is 10000")
-    p.add_argument("--batch-size", type=int, default=128, help="images per batch")
-    p.add_argument("--learning-rate", type=float, default=None,
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=128, help="images per batch")
+    p.add_argument("--learning-rate", type=argtypes.positive_float, default=None,
                    help="Adam learning rate for both networks (default: the preset's; legacy 0.0005, default 0.0002)")
-    p.add_argument("--beta1", type=float, default=None,
+    p.add_argument("--beta1", type=argtypes.fraction, default=None,
                    help="Adam beta1 (default: the preset's; legacy 0.9, default 0.5)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=argtypes.seed, default=0,
                    help="seeds weights, batch order and noise; same seed on the same machine, same run")
     p.add_argument("--data-dir", default=None,
                    help="directory with train-images-idx3-ubyte[.gz] (+ labels) or the legacy mnist_train.csv; "
@@ -81,36 +87,32 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint; its preset, seed and batch "
                         "size are kept, --steps may extend it")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints")
-    p.add_argument("--keep-checkpoints", type=int, default=3, metavar="N",
+    p.add_argument("--checkpoint-every", type=argtypes.positive_int, default=500, help="iterations between checkpoints")
+    p.add_argument("--keep-checkpoints", type=argtypes.non_negative_int, default=3, metavar="N",
                    help="how many of the latest checkpoints to keep (0: every one, e.g. to score a run "
                         "again at each budget it stopped at)")
-    p.add_argument("--log-every", type=int, default=10,
+    p.add_argument("--log-every", type=argtypes.positive_int, default=10,
                    help="iterations between progress lines and TensorBoard scalars (also the NaN check)")
-    p.add_argument("--sample-every", type=int, default=0,
+    p.add_argument("--sample-every", type=argtypes.non_negative_int, default=0,
                    help="also write a sample grid every N iterations (0: only at the legacy milestones)")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
                    help="tf.distribute strategy: 'mirrored' splits each batch across this machine's GPUs "
                         "(or --logical-cpus CPU devices); 'multiworker' across the machines named in TF_CONFIG. "
                         "Batch norm statistics are synchronised, so results match one device")
-    p.add_argument("--logical-cpus", type=int, default=0,
+    p.add_argument("--logical-cpus", type=argtypes.non_negative_int, default=0,
                    help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
-    p.add_argument("--eval-every", type=int, default=0,
+    p.add_argument("--eval-every", type=argtypes.non_negative_int, default=0,
                    help="every N iterations, score --eval-num samples with genmnist.evaluate (classifier "
                         "score, Frechet distance, class coverage, precision/recall) into TensorBoard and "
                         "RUN/eval.csv; the first use trains and caches the MNIST classifier (minutes)")
-    p.add_argument("--eval-num", type=int, default=2000, help="samples per evaluation (at least 129)")
+    p.add_argument("--eval-num", type=argtypes.positive_int, default=2000, help="samples per evaluation (at least 129)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
     args = p.parse_args(argv)
-    for name in ("steps", "batch_size", "checkpoint_every", "log_every", "n_critic", "eval_num"):
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive")
-    if args.keep_checkpoints < 0:
-        p.error("--keep-checkpoints must be 0 (keep every one) or positive")
     if args.resume and not args.out:
         p.error("--resume needs --out RUN_DIR")
     if args.init_from and (args.resume or args.model != "dcgan"):
         p.error("--init-from starts a new dcgan run (the legacy checkpoint names are GANModel's)")
+    args.given = argtypes.given_flags(p, argv) if args.resume else {}
     return args
 
 
@@ -120,10 +122,14 @@ def _run_config(args):
         config = rundir.read_config(args.out)
         print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']} "
               f"and batch size {config['batch_size']}", file=sys.stderr)
+        ignored = rundir.ignored_on_resume(config, args.given)
+        if ignored:
+            print(f"ignoring {', '.join(ignored)}: a resumed run keeps the settings it was started with",
+                  file=sys.stderr)
         config["steps"] = args.steps
         config["data_dir"] = args.data_dir if args.data_dir is not None else config["data_dir"]
         return config
-    if os.path.isdir(rundir.path(args.out, rundir.CHECKPOINTS)):
+    if tf.train.latest_checkpoint(rundir.path(args.out, rundir.CHECKPOINTS)):
         raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
     preset = get_preset(args.model, args.preset)
     if args.loss:
@@ -149,6 +155,8 @@ def train(args):
     if run.start >= total:
         print(f"{args.out} is already at step {run.start} of {total}; raise --steps to train further",
               file=sys.stderr)
+        if run.chief and not args.no_export and not os.path.isdir(rundir.path(args.out, rundir.EXPORT)):
+            _export(run, args.out)  # it was stopped during its final export
         return 0
     stream = loop.data_stream(data, preset, seed, config["batch_size"], run.start, run.strategy)
     hooks = loop.make_hooks(run, args.eval_every, args.eval_num)
@@ -162,7 +170,7 @@ def train(args):
         hooks.checkpoint("interrupted")
         print(f"interrupted; continue with: python -m genmnist.train --out {args.out} --resume "
               f"--steps {total}", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except FloatingPointError as err:
         print(f"error: training diverged: {err}; last good checkpoint: {run.manager.latest_checkpoint or 'none'}. "
               "The legacy preset's raw-log losses do this once D saturates; --preset default uses stable losses.",
@@ -171,12 +179,31 @@ def train(args):
     hooks.checkpoint("final")
     hooks.writer.flush()
     if run.chief and not args.no_export:
-        export_dir = export_generator(run.trainer.inference_generator(), preset,
-                                      rundir.path(args.out, rundir.EXPORT))
-        print(f"exported generator to {export_dir}", file=sys.stderr)
+        _export(run, args.out)
     print(f"done: samples in {rundir.path(args.out, rundir.SAMPLES)}, {rundir.PROGRESS_GIF}, checkpoints in "
           f"{rundir.path(args.out, rundir.CHECKPOINTS)}", file=sys.stderr)
     return 0
+
+
+def _export(run, run_dir):
+    export_dir = export_generator(run.trainer.inference_generator(), run.preset, rundir.path(run_dir, rundir.EXPORT))
+    print(f"exported generator to {export_dir}", file=sys.stderr)
+
+
+def _interrupted(run_dir, steps):
+    """An interrupt outside the training loop (which saves its own): say what is saved and how to go on."""
+    if tf.train.latest_checkpoint(rundir.path(run_dir, rundir.CHECKPOINTS)):
+        print(f"\ngenmnist.train: interrupted; continue with: python -m genmnist.train --out {run_dir} --resume "
+              f"--steps {steps}", file=sys.stderr)
+    else:
+        print("\ngenmnist.train: interrupted before the first training step; nothing saved: "
+              "run the same command again", file=sys.stderr)
+    return INTERRUPTED
+
+
+def _locks_run_dir(args):
+    """Every process but the non-chief workers of a multi-worker job writes --out, so holds its lock."""
+    return args.strategy != "multiworker" or chief_of(tf.distribute.cluster_resolver.TFConfigClusterResolver())
 
 
 def _sigterm_as_interrupt(signum, frame):
@@ -187,11 +214,18 @@ def main(argv=None):
     args = parse_args(argv)
     if args.out is None:
         args.out = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     if args.logical_cpus > 1:
         split_cpu(args.logical_cpus)
     with exit_on_user_error("genmnist.train"):
-        return train(args)
+        if args.resume:
+            rundir.read_config(args.out)  # before the lock would create a mistyped --out
+        with rundir.locked(args.out) if _locks_run_dir(args) else contextlib.nullcontext():
+            try:
+                return train(args)
+            except KeyboardInterrupt:
+                return _interrupted(args.out, args.steps)
 
 
 if __name__ == "__main__":
