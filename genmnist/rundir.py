@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import glob
 import json
+import math
 import os
 import shutil
 import sys
@@ -174,15 +175,25 @@ def checkpoint_bytes(manager):
     return total
 
 
+def _number(checkpoint_file):
+    """N of ``ckpt-N.index``, ``ckpt-N.data-*`` or ``ckpt-N_temp``; -1 for anything else."""
+    stem = os.path.basename(checkpoint_file).split(".")[0].split("_")[0]
+    return int(stem[5:]) if stem.startswith("ckpt-") and stem[5:].isdigit() else -1
+
+
 def remove_partial_checkpoints(directory, number=None):
-    """Delete what an unfinished save left in a checkpoint ``directory``: TF's ``ckpt-N_temp*`` files and the
-    ``ckpt-N.*`` files of a checkpoint the state file does not list (``number``: only checkpoint N's)."""
-    pattern = "*" if number is None else str(number)
+    """Delete what an unfinished save left in a checkpoint ``directory`` (``number``: only checkpoint N's):
+    TF's ``ckpt-N_temp*`` files, a half-written state file, and the ``ckpt-N.*`` files of a checkpoint
+    newer than every one the state file lists (written, but killed before it was recorded)."""
+    state_path = os.path.join(directory, "checkpoint")
     state = tf.train.get_checkpoint_state(directory)
-    listed = {os.path.basename(p) for p in state.all_model_checkpoint_paths} if state else set()
+    if state is None and os.path.exists(state_path):
+        newest = math.inf  # an unreadable state file: leave every checkpoint alone
+    else:
+        newest = max((_number(p) for p in state.all_model_checkpoint_paths), default=-1) if state else -1
+    pattern = "*" if number is None else str(number)
     leftovers = glob.glob(os.path.join(directory, f"ckpt-{pattern}_temp*"))
-    leftovers += [f for f in glob.glob(os.path.join(directory, f"ckpt-{pattern}.*"))
-                  if os.path.basename(f).split(".")[0] not in listed]
+    leftovers += [f for f in glob.glob(os.path.join(directory, f"ckpt-{pattern}.*")) if _number(f) > newest]
     leftovers += glob.glob(os.path.join(directory, "checkpoint.tmp*"))
     for leftover in leftovers:
         if os.path.isdir(leftover):

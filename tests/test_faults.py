@@ -161,6 +161,16 @@ def test_leftovers_of_a_killed_save_are_removed_and_listed_checkpoints_kept(tmp_
     assert sorted(os.listdir(directory)) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
 
 
+def test_an_unreadable_state_file_never_costs_a_checkpoint(tmp_path):
+    manager = rundir.checkpoint_manager(str(tmp_path), step=tf.Variable(0, dtype=tf.int64))
+    manager.save(checkpoint_number=1)
+    directory = tmp_path / "checkpoints"
+    (directory / "checkpoint").write_text("garbage {")
+    os.makedirs(directory / "ckpt-2_temp")
+    assert rundir.remove_partial_checkpoints(str(directory)) == [str(directory / "ckpt-2_temp")]
+    assert sorted(os.listdir(directory)) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+
+
 # ------------------------------------------------------------------ bad paths for sample and convert
 
 def test_sample_out_an_existing_file_without_extension_is_one_line(two_checkpoint_run, tmp_path, capsys):
