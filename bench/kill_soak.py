@@ -35,8 +35,6 @@ import tensorflow as tf  # noqa: E402
 
 from genmnist import rundir  # noqa: E402
 
-STARTUP_S = 12  # rough seconds from spawn to the first step; the kill moments are spread past it too
-
 
 def machine():
     info = {}
@@ -66,22 +64,33 @@ def latest_step(out):
     return int(latest.rsplit("-", 1)[1]) if latest else None
 
 
+def _read_lines(path):
+    with open(path) as f:
+        return [line.strip() for line in f.read().replace("\r", "\n").splitlines() if line.strip()]
+
+
 def attempt(args, out, kill_after=None):
-    """Run (or resume) the run; SIGKILL it ``kill_after`` seconds after the spawn. (rc, seconds, stderr lines)."""
+    """Run (or resume) the run; SIGKILL it ``kill_after`` seconds after it starts training (its "training"
+    line: start-up is not what this soak is about).  Returns rc, {stage: seconds after the spawn}, the stderr
+    lines and whether it resumed."""
     resume = has_checkpoint(out)
     log_path = os.path.join(args.work, "attempt.log")
+    times = {}
     with open(log_path, "w") as log:
         start = time.perf_counter()
         proc = subprocess.Popen(train_command(args, out, resume), cwd=ROOT, stdout=log, stderr=log)
-        try:
-            rc = proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
-        seconds = time.perf_counter() - start
-    with open(log_path) as f:
-        lines = [line.strip() for line in f.read().replace("\r", "\n").splitlines() if line.strip()]
-    return rc, seconds, lines, resume
+        while proc.poll() is None:
+            time.sleep(0.05)
+            now = time.perf_counter() - start
+            for line in _read_lines(log_path):
+                for stage in ("training ", "checkpoint (final)"):
+                    if line.startswith(stage) and stage not in times:
+                        times[stage] = now
+            if kill_after is not None and "training " in times and now >= times["training "] + kill_after:
+                proc.kill()
+        rc = proc.wait()
+        times["end"] = time.perf_counter() - start
+    return rc, times, _read_lines(log_path), resume
 
 
 def landing(out, lines):
@@ -150,9 +159,9 @@ def markdown(result):
              f"- run: `{' '.join(result['train_command'])}` (reference: the same, never killed; "
              f"{result['reference_seconds']:.0f} s)",
              f"- {len(result['kills'])} SIGKILLs at moments drawn with seed {result['kill_seed']}, uniform over "
-             "each attempt's expected length; every kill followed by a resume (a fresh start while no checkpoint "
-             "existed)", "",
-             "| kill | attempt began at | resumed | killed after s | landed in | last stderr line | "
+             "what the reference spent on the rest of the run (training and export) from the attempt's "
+             "'training' line; every kill followed by a resume (a fresh start while no checkpoint existed)", "",
+             "| kill | attempt began at | resumed | s into training | landed in | last stderr line | "
              "checkpoints readable |", "|---|---|---|---|---|---|---|"]
     for k in result["kills"]:
         began = "step 0 (new run)" if k["from_step"] is None else f"ckpt-{k['from_step']}"
@@ -187,24 +196,28 @@ def main(argv=None):
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     args = p.parse_args(argv)
     args.work = args.work or tempfile.mkdtemp(prefix="kill-soak-")
+    os.makedirs(args.work, exist_ok=True)
     reference, soaked = os.path.join(args.work, "reference"), os.path.join(args.work, "soaked")
     result = {"machine": machine(), "command": "python " + " ".join(sys.argv),
               "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "train_command": ["python"] + train_command(args, "OUT", False)[1:], "kill_seed": args.kill_seed}
 
-    rc, seconds, lines, _ = attempt(args, reference)
-    if rc != 0:
+    rc, times, lines, _ = attempt(args, reference)
+    if rc != 0 or "training " not in times or "checkpoint (final)" not in times:
         sys.exit(f"the reference run failed (exit {rc}): {lines[-1] if lines else ''}")
-    result["reference_seconds"] = seconds
-    print(f"reference: {seconds:.0f} s", file=sys.stderr)
+    steps_s = times["checkpoint (final)"] - times["training "]  # warm-up, steps, checkpoints, sampling
+    export_s = times["end"] - times["checkpoint (final)"]
+    result.update(reference_seconds=times["end"], reference_training_seconds=steps_s, reference_export_seconds=export_s)
+    print(f"reference: {times['end']:.0f} s, {steps_s:.0f} s of them training, {export_s:.0f} s export",
+          file=sys.stderr)
 
     rng = random.Random(args.kill_seed)
     kills, resumes, finished_early, unreadable_total = [], 0, 0, 0
     while len(kills) < args.kills:
         done = latest_step(soaked) or 0
-        expected = STARTUP_S + (seconds - STARTUP_S) * (args.steps - done) / args.steps
-        delay = rng.uniform(0.3 * STARTUP_S, expected)
-        rc, took, lines, resumed = attempt(args, soaked, kill_after=delay)
+        # uniform over what is left of the reference's training and export, from the attempt's first step
+        delay = rng.uniform(0, steps_s * (args.steps - done) / args.steps + export_s)
+        rc, times, lines, resumed = attempt(args, soaked, kill_after=delay)
         resumes += resumed
         if rc != -9:
             finished_early += 1
@@ -215,11 +228,12 @@ def main(argv=None):
         unreadable, listed = unreadable_checkpoints(soaked)
         unreadable_total += len(unreadable)
         kill = {"kill": len(kills) + 1, "from_step": done if resumed else None, "resumed": resumed,
-                "seconds": took, "landed": landing(soaked, lines), "last_line": lines[-1] if lines else "",
-                "checkpoints_listed": listed, "unreadable": unreadable, "latest_after": latest_step(soaked)}
+                "seconds": times["end"] - times.get("training ", 0), "landed": landing(soaked, lines),
+                "last_line": lines[-1] if lines else "", "checkpoints_listed": listed, "unreadable": unreadable,
+                "latest_after": latest_step(soaked)}
         kills.append(kill)
-        print(f"kill {kill['kill']}: after {took:.1f} s, {kill['landed']}; latest ckpt-{kill['latest_after']}; "
-              f"unreadable {unreadable}", file=sys.stderr)
+        print(f"kill {kill['kill']}: {kill['seconds']:.1f} s into training, {kill['landed']}; latest "
+              f"ckpt-{kill['latest_after']}; unreadable {unreadable}", file=sys.stderr)
     rc, _, lines, resumed = attempt(args, soaked)
     resumes += resumed
     result.update(kills=kills, resumes=resumes, finished_early=finished_early, final_rc=rc,
