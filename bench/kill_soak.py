@@ -69,24 +69,42 @@ def _read_lines(path):
         return [line.strip() for line in f.read().replace("\r", "\n").splitlines() if line.strip()]
 
 
-def attempt(args, out, kill_after=None):
-    """Run (or resume) the run; SIGKILL it ``kill_after`` seconds after it starts training (its "training"
-    line: start-up is not what this soak is about).  Returns rc, {stage: seconds after the spawn}, the stderr
-    lines and whether it resumed."""
+def _logged_step(line):
+    """N of a progress line ``[###...] N/TOTAL d_loss ...``; None for other lines."""
+    if not line.startswith("[") or "] " not in line:
+        return None
+    count = line.split("] ", 1)[1].split(" ", 1)[0].split("/")[0]
+    return int(count) if count.isdigit() else None
+
+
+def attempt(args, out, target=None, seconds_per_step=1.0):
+    """Run (or resume) the run and SIGKILL it when it reaches ``target``, a point of its progress in steps
+    (fractional; past ``--steps``: that far into the export, in step-equivalents).  The moment is reckoned
+    from the newest progress line (or the 'training' line, or 'checkpoint (final)') plus the step time seen
+    so far.  Returns rc, {stage: seconds after the spawn}, the stderr lines and whether it resumed."""
     resume = has_checkpoint(out)
+    done = latest_step(out) or 0
     log_path = os.path.join(args.work, "attempt.log")
-    times = {}
+    times, anchor, logged = {}, None, []
     with open(log_path, "w") as log:
         start = time.perf_counter()
         proc = subprocess.Popen(train_command(args, out, resume), cwd=ROOT, stdout=log, stderr=log)
         while proc.poll() is None:
             time.sleep(0.05)
             now = time.perf_counter() - start
-            for line in _read_lines(log_path):
-                for stage in ("training ", "checkpoint (final)"):
-                    if line.startswith(stage) and stage not in times:
-                        times[stage] = now
-            if kill_after is not None and "training " in times and now >= times["training "] + kill_after:
+            for line in _read_lines(log_path)[len(logged):]:
+                logged.append(line)
+                step = _logged_step(line)
+                if line.startswith("training ") and "training " not in times:
+                    times["training "], anchor = now, (done, now)
+                elif step is not None:
+                    if anchor and step > anchor[0]:
+                        seconds_per_step = (now - anchor[1]) / (step - anchor[0])
+                    if target is not None and step <= target:
+                        anchor = (step, now)
+                elif line.startswith("checkpoint (final)"):
+                    times["checkpoint (final)"], anchor = now, (args.steps, now)
+            if target is not None and anchor and now >= anchor[1] + (target - anchor[0]) * seconds_per_step:
                 proc.kill()
         rc = proc.wait()
         times["end"] = time.perf_counter() - start
@@ -124,14 +142,19 @@ def unreadable_checkpoints(out):
     return [os.path.basename(p) for p in paths if rundir.checkpoint_damage(p) is not None], len(paths)
 
 
+def same_bytes(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
 def compare_runs(reference, soaked):
     """Every tensor of both final checkpoints and every sample grid, byte for byte."""
     ref_ckpt = tf.train.latest_checkpoint(rundir.path(reference, rundir.CHECKPOINTS))
     soak_ckpt = tf.train.latest_checkpoint(rundir.path(soaked, rundir.CHECKPOINTS))
     ref_reader, soak_reader = tf.train.load_checkpoint(ref_ckpt), tf.train.load_checkpoint(soak_ckpt)
     names = sorted(n for n in ref_reader.get_variable_to_shape_map() if n != "_CHECKPOINTABLE_OBJECT_GRAPH")
-    mismatched = [n for n in names if not soak_reader.has_tensor(n) or not np.array_equal(
-        np.asarray(ref_reader.get_tensor(n)).view(np.uint8), np.asarray(soak_reader.get_tensor(n)).view(np.uint8))]
+    mismatched = [n for n in names if not soak_reader.has_tensor(n) or not same_bytes(ref_reader.get_tensor(n),
+                                                                                       soak_reader.get_tensor(n))]
     ref_samples = sorted(os.listdir(rundir.path(reference, rundir.SAMPLES)))
     soak_samples = sorted(os.listdir(rundir.path(soaked, rundir.SAMPLES)))
     differing = [s for s in ref_samples if s not in soak_samples or open(
@@ -158,9 +181,10 @@ def markdown(result):
              f"- CPU flags (SIMD; all in the JSON): {' '.join(simd_flags(m['cpu_flags']))}",
              f"- run: `{' '.join(result['train_command'])}` (reference: the same, never killed; "
              f"{result['reference_seconds']:.0f} s)",
-             f"- {len(result['kills'])} SIGKILLs at moments drawn with seed {result['kill_seed']}, uniform over "
-             "what the reference spent on the rest of the run (training and export) from the attempt's "
-             "'training' line; every kill followed by a resume (a fresh start while no checkpoint existed)", "",
+             f"- {len(result['kills'])} SIGKILLs, each at a point drawn with seed {result['kill_seed']} uniform over "
+             "what was left of the run (the steps after its latest checkpoint, then most of the export), reached "
+             "by the step time the attempt showed; every kill followed by a resume (a fresh start while no "
+             "checkpoint existed)", "",
              "| kill | attempt began at | resumed | s into training | landed in | last stderr line | "
              "checkpoints readable |", "|---|---|---|---|---|---|---|"]
     for k in result["kills"]:
@@ -202,9 +226,16 @@ def main(argv=None):
               "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "train_command": ["python"] + train_command(args, "OUT", False)[1:], "kill_seed": args.kill_seed}
 
-    rc, times, lines, _ = attempt(args, reference)
-    if rc != 0 or "training " not in times or "checkpoint (final)" not in times:
-        sys.exit(f"the reference run failed (exit {rc}): {lines[-1] if lines else ''}")
+    timing_path = os.path.join(args.work, "reference.json")
+    if os.path.isfile(timing_path):  # a reference finished by an earlier call with this --work
+        with open(timing_path) as f:
+            times = json.load(f)
+    else:
+        rc, times, lines, _ = attempt(args, reference)
+        if rc != 0 or "training " not in times or "checkpoint (final)" not in times:
+            sys.exit(f"the reference run failed (exit {rc}): {lines[-1] if lines else ''}")
+        with open(timing_path, "w") as f:
+            json.dump(times, f)
     steps_s = times["checkpoint (final)"] - times["training "]  # warm-up, steps, checkpoints, sampling
     export_s = times["end"] - times["checkpoint (final)"]
     result.update(reference_seconds=times["end"], reference_training_seconds=steps_s, reference_export_seconds=export_s)
@@ -212,22 +243,25 @@ def main(argv=None):
           file=sys.stderr)
 
     rng = random.Random(args.kill_seed)
+    seconds_per_step = steps_s / args.steps
+    export_steps = 0.8 * export_s / seconds_per_step  # most of the export, in step-equivalents
     kills, resumes, finished_early, unreadable_total = [], 0, 0, 0
     while len(kills) < args.kills:
         done = latest_step(soaked) or 0
-        # uniform over what is left of the reference's training and export, from the attempt's first step
-        delay = rng.uniform(0, steps_s * (args.steps - done) / args.steps + export_s)
-        rc, times, lines, resumed = attempt(args, soaked, kill_after=delay)
+        # a point uniform over what is left of the run: the steps after the latest checkpoint, and the export
+        target = rng.uniform(done, args.steps + export_steps)
+        rc, times, lines, resumed = attempt(args, soaked, target, seconds_per_step)
         resumes += resumed
         if rc != -9:
             finished_early += 1
-            print(f"attempt ended by itself (exit {rc}) before its kill at {delay:.1f} s", file=sys.stderr)
+            print(f"attempt ended by itself (exit {rc}) before its kill at {target:.1f}", file=sys.stderr)
             if rc == 0:
                 break
             continue
         unreadable, listed = unreadable_checkpoints(soaked)
         unreadable_total += len(unreadable)
         kill = {"kill": len(kills) + 1, "from_step": done if resumed else None, "resumed": resumed,
+                "target": target,
                 "seconds": times["end"] - times.get("training ", 0), "landed": landing(soaked, lines),
                 "last_line": lines[-1] if lines else "", "checkpoints_listed": listed, "unreadable": unreadable,
                 "latest_after": latest_step(soaked)}
