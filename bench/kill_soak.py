@@ -102,13 +102,37 @@ def attempt(args, out, target=None, seconds_per_step=1.0):
                         seconds_per_step = (now - anchor[1]) / (step - anchor[0])
                     if target is not None and step <= target:
                         anchor = (step, now)
-                elif line.startswith("checkpoint (final)"):
-                    times["checkpoint (final)"], anchor = now, (args.steps, now)
+                elif line.startswith("checkpoint (final)") or " is already at step " in line:
+                    times["checkpoint (final)"], anchor = now, (args.steps, now)  # the export starts
             if target is not None and anchor and now >= anchor[1] + (target - anchor[0]) * seconds_per_step:
                 proc.kill()
         rc = proc.wait()
         times["end"] = time.perf_counter() - start
     return rc, times, _read_lines(log_path), resume
+
+
+PHASES = ("steps", "checkpoint write", "sampling", "export")
+
+
+def kill_points(args, rng, export_steps):
+    """``--kills`` (phase, point) pairs in run order: a phase drawn at random, then a point in it, in steps
+    (fractional): anywhere in the steps; just after a periodic checkpoint's or a sample grid's step; or that
+    far into the export (past ``--steps``, in step-equivalents of ``export_steps``)."""
+    points = []
+    for _ in range(args.kills):
+        phase = rng.choice(PHASES)
+        if phase == "steps":
+            point = rng.uniform(0, args.steps)
+        elif phase == "checkpoint write":
+            every = args.checkpoint_every
+            point = every * rng.randint(1, (args.steps - 1) // every) + rng.uniform(0, 0.5)
+        elif phase == "sampling":
+            every = args.sample_every
+            point = every * rng.randint(1, (args.steps - 1) // every) + rng.uniform(0, 0.3)
+        else:
+            point = args.steps + rng.uniform(0, export_steps)
+        points.append((phase, point))
+    return sorted(points, key=lambda p: p[1])
 
 
 def landing(out, lines):
@@ -181,16 +205,18 @@ def markdown(result):
              f"- CPU flags (SIMD; all in the JSON): {' '.join(simd_flags(m['cpu_flags']))}",
              f"- run: `{' '.join(result['train_command'])}` (reference: the same, never killed; "
              f"{result['reference_seconds']:.0f} s)",
-             f"- {len(result['kills'])} SIGKILLs, each at a point drawn with seed {result['kill_seed']} uniform over "
-             "what was left of the run (the steps after its latest checkpoint, then most of the export), reached "
-             "by the step time the attempt showed; every kill followed by a resume (a fresh start while no "
-             "checkpoint existed)", "",
-             "| kill | attempt began at | resumed | s into training | landed in | last stderr line | "
-             "checkpoints readable |", "|---|---|---|---|---|---|---|"]
+             f"- {len(result['kills'])} SIGKILLs at points of the run drawn with seed {result['kill_seed']}: a phase "
+             "at random (steps, checkpoint write, sampling, export), then a point in it (`aimed at`, in steps; past "
+             "the last step: into the export), reached by the step time the attempt showed; every kill followed by "
+             "a resume (a fresh start while no checkpoint existed). `landed in` is read off the files the kill "
+             "left half-written and the attempt's last stderr line", "",
+             "| kill | attempt began at | resumed | aimed at | s into training | landed in | last stderr line | "
+             "checkpoints readable |", "|---|---|---|---|---|---|---|---|"]
     for k in result["kills"]:
         began = "step 0 (new run)" if k["from_step"] is None else f"ckpt-{k['from_step']}"
         readable = f"{k['checkpoints_listed'] - len(k['unreadable'])}/{k['checkpoints_listed']}"
-        lines.append(f"| {k['kill']} | {began} | {'yes' if k['resumed'] else 'no'} | {k['seconds']:.1f} | "
+        lines.append(f"| {k['kill']} | {began} | {'yes' if k['resumed'] else 'no'} | {k['aimed_at']} | "
+                     f"{k['seconds']:.1f} | "
                      f"{k['landed']} | `{k['last_line'][:70].replace('|', '/')}` | {readable} |")
     landed = {}
     for k in result["kills"]:
@@ -242,14 +268,12 @@ def main(argv=None):
     print(f"reference: {times['end']:.0f} s, {steps_s:.0f} s of them training, {export_s:.0f} s export",
           file=sys.stderr)
 
-    rng = random.Random(args.kill_seed)
     seconds_per_step = steps_s / args.steps
-    export_steps = 0.8 * export_s / seconds_per_step  # most of the export, in step-equivalents
+    targets = kill_points(args, random.Random(args.kill_seed), 0.8 * export_s / seconds_per_step)
+    result["kill_points"] = targets
     kills, resumes, finished_early, unreadable_total = [], 0, 0, 0
-    while len(kills) < args.kills:
+    for phase, target in targets:
         done = latest_step(soaked) or 0
-        # a point uniform over what is left of the run: the steps after the latest checkpoint, and the export
-        target = rng.uniform(done, args.steps + export_steps)
         rc, times, lines, resumed = attempt(args, soaked, target, seconds_per_step)
         resumes += resumed
         if rc != -9:
@@ -261,7 +285,7 @@ def main(argv=None):
         unreadable, listed = unreadable_checkpoints(soaked)
         unreadable_total += len(unreadable)
         kill = {"kill": len(kills) + 1, "from_step": done if resumed else None, "resumed": resumed,
-                "target": target,
+                "aimed_at": f"{phase} ({target:.2f})",
                 "seconds": times["end"] - times.get("training ", 0), "landed": landing(soaked, lines),
                 "last_line": lines[-1] if lines else "", "checkpoints_listed": listed, "unreadable": unreadable,
                 "latest_after": latest_step(soaked)}

@@ -42,6 +42,7 @@ def test_markdown_report_renders_a_row_per_kill(tmp_path):
     run = run_with_one_checkpoint(tmp_path)
     assert soak.unreadable_checkpoints(str(run)) == ([], 1)
     kills = [{"kill": i + 1, "from_step": None if i == 0 else 20, "resumed": i > 0, "seconds": 9.5,
+              "aimed_at": "steps (45.20)",
               "landed": "steps", "last_line": "[##] 45/300 | x", "checkpoints_listed": 1, "unreadable": [],
               "latest_after": 20} for i in range(3)]
     result = {"machine": {"cpu": "cpu", "cpu_flags": "fpu avx2 fma", "cores": 2, "usable_cores": 2,
@@ -58,3 +59,20 @@ def test_markdown_report_renders_a_row_per_kill(tmp_path):
     header = [line for line in text.splitlines() if line.startswith("| kill")][0]
     assert all(row.count("|") == header.count("|") for row in rows)  # a '|' in a stderr line is escaped
     assert "avx2 fma" in text and "mismatches: 0" in text and "Result: PASS" in text
+
+
+def test_kill_points_are_in_run_order_and_inside_their_phase():
+    import argparse
+    import random
+
+    args = argparse.Namespace(kills=40, steps=300, checkpoint_every=20, sample_every=25)
+    points = soak.kill_points(args, random.Random(0), export_steps=6.0)
+    assert len(points) == 40 and [p for _, p in points] == sorted(p for _, p in points)
+    assert {phase for phase, _ in points} == set(soak.PHASES)
+    for phase, point in points:
+        if phase == "checkpoint write":
+            assert point % 20 < 0.5 and 20 <= point < 300
+        elif phase == "sampling":
+            assert point % 25 < 0.3 and 25 <= point < 300
+        elif phase == "export":
+            assert 300 <= point <= 306
