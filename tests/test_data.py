@@ -95,6 +95,7 @@ def test_tfds_failure_offline_becomes_a_user_error(monkeypatch):
     assert "\n" not in str(err.value) and "Failed to resolve" in str(err.value)
 
 
+@pytest.mark.slow
 def test_cli_bad_data_dir_exits_2_with_one_line_and_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "genmnist.train", "--data-dir", str(tmp_path / "missing"),

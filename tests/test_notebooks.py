@@ -58,6 +58,7 @@ def executed(tmp_path_factory):
     return {path.name: result for path, result in results.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MIN_CHECKS))
 def test_notebook_runs_in_quick_mode(executed, name):
     nb, seconds = executed[name]
