@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import fake_digits, idx_bytes, write_idx_dir
+from conftest import fake_digits, write_idx_dir
 from genmnist import data
+from genmnist.data import idx_bytes
 from genmnist.errors import UserError
 
 
@@ -57,20 +58,20 @@ def _write(path, payload, compress=True):
 def test_bad_inputs_raise_a_one_line_error_naming_the_file(tmp_path, case, match):
     images, labels = fake_digits(4)
     target = tmp_path / "train-images-idx3-ubyte.gz"
-    good = idx_bytes(images, 2051)
+    good = idx_bytes(images)
     if case == "truncated":
         _write(target, good[:-10])
     elif case == "header_only":
         _write(target, good[:6])
     elif case == "wrong_magic":
-        _write(target, idx_bytes(labels, 2049))
+        _write(target, idx_bytes(labels))
     elif case == "wrong_shape":
-        _write(target, idx_bytes(np.zeros((2, 32, 32), np.uint8), 2051))
+        _write(target, idx_bytes(np.zeros((2, 32, 32), np.uint8)))
     elif case == "not_gzip":
         target.write_bytes(b"plain bytes, not gzip")
     elif case == "labels_mismatch":
         _write(target, good)
-        _write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(labels[:3], 2049))
+        _write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(labels[:3]))
     elif case.startswith("csv"):
         row = {"csv_short_row": "1," + ",".join(["0"] * 9),
                "csv_not_integer": "1," + ",".join(["0.5"] * 784),
