@@ -31,7 +31,7 @@ def test_each_preset_is_scored_in_its_own_sampling_mode_first_then_the_others():
     from genmnist.presets import PRESETS
     assert common.sampling_modes(PRESETS["legacy"]) == ["batch", "moving", "recomputed"]
     assert common.sampling_modes(PRESETS["default"]) == ["recomputed", "moving", "batch"]
-    assert common.sampling_modes(PRESETS["default"].replace(recompute_bn_stats=False)) == \
+    assert common.sampling_modes(PRESETS["default"].replace(sampling_stats="moving")) == \
         ["moving", "recomputed", "batch"]
 
 

@@ -1,4 +1,4 @@
-"""The Keras models against LEGACY_SPEC.md: names, shapes, parameter counts, init, batch norm."""
+"""The Keras models against docs/legacy.md: names, shapes, parameter counts, init, batch norm."""
 
 import numpy as np
 import pytest
