@@ -18,8 +18,13 @@ import os
 import tensorflow as tf
 
 from genmnist.errors import UserError
-from genmnist.models import (build_discriminator, build_generator, build_wgan_critic, build_wgan_generator,
-                             prepare_for_sampling)
+from genmnist.models import (
+    build_discriminator,
+    build_generator,
+    build_wgan_critic,
+    build_wgan_generator,
+    prepare_for_sampling,
+)
 from genmnist.presets import Preset
 
 CONFIG = "config.json"

@@ -396,6 +396,7 @@ class WganPair:
 
     def __init__(self, batch_size, seed):
         import keras
+
         from legacy_v1.model import WGANModel
         self.preset = p = WGAN_PRESETS["legacy"]
         self.v1 = WGANModel(batch_size, p.learning_rate, p.beta1, p.beta2, p.gp_weight, seed=seed)

@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import fake_digits, write_idx_dir
 from genmnist import data
 from genmnist.data import idx_bytes
 from genmnist.errors import UserError
+
+from conftest import fake_digits, write_idx_dir
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -25,7 +26,7 @@ def test_idx_files_are_read_gzipped_or_not(tmp_path, compress):
 @pytest.mark.parametrize("header", [True, False])
 def test_legacy_csv_with_or_without_header(tmp_path, header):
     images, labels = fake_digits(5)
-    rows = [",".join(map(str, [l, *img.ravel()])) for img, l in zip(images, labels)]
+    rows = [",".join(map(str, [label, *img.ravel()])) for img, label in zip(images, labels)]
     if header:
         rows.insert(0, "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29)))
     (tmp_path / "mnist_train.csv").write_text("\n".join(rows) + "\n")
@@ -104,7 +105,7 @@ def test_cli_bad_data_dir_exits_2_with_one_line_and_no_traceback(tmp_path):
         capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    error_lines = [l for l in result.stderr.splitlines() if l.startswith("genmnist.train: error:")]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("genmnist.train: error:")]
     assert len(error_lines) == 1 and "missing" in error_lines[0]
 
 
