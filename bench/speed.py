@@ -1,6 +1,6 @@
 """Speed benchmark (issue 7): genmnist vs legacy_v1 step time, FLOP/s, sampling and loop overhead.
 
-    python bench/speed.py --data-dir ../shared/data/mnist [--steps 1] [--repeats 30]
+    python -m bench.speed --data-dir ../shared/data/mnist [--steps 1] [--repeats 30]
 
 One process, batch 128, the legacy architecture and preset.  The machine is
 shared and noisy, so every comparison is made inside this run: the variants
@@ -20,20 +20,16 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import keras
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-
-import genmnist  # noqa: E402,F401  (quiets TensorFlow's logging)
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from genmnist import loop, rundir  # noqa: E402
-from genmnist.data import batches, load_mnist  # noqa: E402
-from genmnist.models import BatchNorm  # noqa: E402
-from genmnist.presets import get_preset  # noqa: E402
-from genmnist.training import GANTrainer  # noqa: E402
+from bench.common import DATA_DIR, RESULTS
+from genmnist import loop, rundir
+from genmnist.data import batches, load_mnist
+from genmnist.models import BatchNorm
+from genmnist.presets import get_preset
+from genmnist.training import GANTrainer
 
 BATCH = 128
 RUN_STEPS = 10000                     # the default --steps of genmnist.train
@@ -267,12 +263,12 @@ def loop_overhead(trainer, data, loop_steps, out_dir):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"),
+    p.add_argument("--data-dir", default=DATA_DIR,
                    help="MNIST IDX directory; synthetic uint8 images when it has none")
     p.add_argument("--steps", type=int, default=1, help="iterations per variant per round")
     p.add_argument("--repeats", type=int, default=30, help="interleaved rounds")
     p.add_argument("--loop-steps", type=int, default=30, help="iterations of the real loop for the input share")
-    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     started = time.perf_counter()
     info = {"machine": machine(), "command": "python " + " ".join(sys.argv),

@@ -36,6 +36,8 @@ DEFAULT_NUM = 10000
 K = 3
 PR_SUBSAMPLE = 5000
 COVERED = 0.05
+# What evaluate_images scores, in the order tables and RUN/eval.csv list them.
+METRICS = ("classifier_score", "frechet_distance", "precision", "recall", "class_kl_uniform", "classes_covered")
 
 
 def check_images(images, min_images, what="samples"):

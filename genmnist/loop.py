@@ -25,6 +25,7 @@ from genmnist import convert, images, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
+from genmnist.evaluate import METRICS
 from genmnist.models import Z_DIM, legacy_variables
 from genmnist.training import GANTrainer
 
@@ -220,8 +221,7 @@ class MetricsLogger:
 class Evaluator:
     """``--eval-every``: sample quality during training, to TensorBoard (eval/*) and RUN/eval.csv."""
 
-    COLUMNS = ("step", "classifier_score", "frechet_distance", "precision", "recall",
-               "class_kl_uniform", "classes_covered")
+    COLUMNS = ("step", *METRICS)
 
     def __init__(self, run_dir, data_dir, num, seed, start_step=0):
         from genmnist import evaluate

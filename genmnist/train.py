@@ -128,11 +128,14 @@ def _run_config(args):
     preset = get_preset(args.model, args.preset)
     if args.loss:
         preset = preset.with_loss(args.loss)
-    preset = preset.replace(learning_rate=args.learning_rate, beta1=args.beta1, n_critic=args.n_critic,
-                            clip=args.clip, gp_weight=args.gp_weight,
-                            spectral_norm=args.spectral_norm or None,
-                            label_smoothing=args.label_smoothing, ema_decay=args.ema,
-                            pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range else None)
+    try:
+        preset = preset.replace(learning_rate=args.learning_rate, beta1=args.beta1, n_critic=args.n_critic,
+                                clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
+                                label_smoothing=args.label_smoothing, ema_decay=args.ema,
+                                pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range
+                                else None)
+    except ValueError as err:  # the preset names the field; the flag has the same name
+        raise UserError(str(err)) from None
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "init_from": os.path.abspath(args.init_from) if args.init_from else None,

@@ -51,6 +51,37 @@ class FusedAdam(keras.optimizers.Adam):
             grad=tf.cast(gradient, dtype))
 
 
+class WeightAverage:
+    """An exponential moving average of G's weights (``--ema``): what a run samples and exports from.
+
+    Training never reads it, so one run measures G with and without it.
+    """
+
+    def __init__(self, generator, decay, strategy):
+        self.generator, self.decay = generator, decay
+        with strategy.scope():
+            self.average = keras.models.clone_model(generator)
+        self.restart()
+
+    def restart(self):
+        """Start from G's current weights."""
+        self.average.set_weights(self.generator.get_weights())
+
+    def update(self, g_steps):
+        """Average the trainable weights; copy the batch-norm moving statistics as they are.
+
+        The decay warms up as in ``tf.train.ExponentialMovingAverage(num_updates=t)``:
+        min(decay, (1 + t) / (10 + t)) after G step t, so early on the average follows G
+        instead of holding the random initial weights for ~1/(1 - decay) steps.
+        """
+        t = tf.cast(g_steps, tf.float32)
+        decay = tf.minimum(self.decay, (1.0 + t) / (10.0 + t))
+        for average, live in zip(self.average.trainable_variables, self.generator.trainable_variables):
+            average.assign(decay * average + (1.0 - decay) * live)
+        for average, live in zip(self.average.non_trainable_variables, self.generator.non_trainable_variables):
+            average.assign(live)
+
+
 class GANTrainer:
     """Optimizers plus the compiled steps for one (generator, discriminator, preset) triple."""
 
@@ -90,11 +121,8 @@ class GANTrainer:
                 raise ValueError("label smoothing applies to the minimax and nonsaturating losses only")
             self.loss_options["real_label"] = 1.0 - preset.label_smoothing
         # What samples are drawn from: G itself, or a moving average of its weights.
-        self.sampler = generator
-        if preset.ema_decay:
-            with self.strategy.scope():
-                self.sampler = keras.models.clone_model(generator)
-            self.sync_sampler()
+        self.ema = WeightAverage(generator, preset.ema_decay, self.strategy) if preset.ema_decay else None
+        self.sampler = self.ema.average if self.ema else generator
         self.discriminator_step = tf.function(lambda real, z: self._on_replicas(self._discriminator_step, real, z))
         self.train_step = tf.function(self._distributed_train_step)
 
@@ -109,8 +137,8 @@ class GANTrainer:
 
     def sync_sampler(self):
         """Start the weight average from G's current weights (after G's weights were replaced)."""
-        if self.sampler is not self.generator:
-            self.sampler.set_weights(self.generator.get_weights())
+        if self.ema:
+            self.ema.restart()
 
     def _on_replicas(self, step, real, z):
         """Run ``step`` on every replica's slice of the batch; average the reported metrics."""
@@ -121,8 +149,8 @@ class GANTrainer:
 
     def _distributed_train_step(self, real, z):
         metrics = self._on_replicas(self._train_step, real, z)
-        if self.preset.ema_decay:
-            self._update_ema()  # in cross-replica context: one update of the mirrored average
+        if self.ema:
+            self.ema.update(self.g_optimizer.iterations)  # in cross-replica context: one update of the mirror
         return metrics
 
     def adam(self, variables, optimizer=FusedAdam):
@@ -212,17 +240,3 @@ class GANTrainer:
         grads = tape.gradient(scaled, self.g_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.g_variables))
         return {**metrics, "g_loss": g_loss}
-
-    def _update_ema(self):
-        """Average the trainable weights; copy the batch-norm moving statistics as they are.
-
-        The decay warms up as in ``tf.train.ExponentialMovingAverage(num_updates=t)``:
-        min(decay, (1 + t) / (10 + t)) at G step t, so early on the average follows G
-        instead of holding the random initial weights for ~1/(1 - decay) steps.
-        """
-        t = tf.cast(self.g_optimizer.iterations, tf.float32)
-        decay = tf.minimum(self.preset.ema_decay, (1.0 + t) / (10.0 + t))
-        for average, live in zip(self.sampler.trainable_variables, self.generator.trainable_variables):
-            average.assign(decay * average + (1.0 - decay) * live)
-        for average, live in zip(self.sampler.non_trainable_variables, self.generator.non_trainable_variables):
-            average.assign(live)

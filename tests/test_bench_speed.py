@@ -1,15 +1,9 @@
 """bench/speed.py: the FLOP count from layer shapes matches a hand count, and the report renders."""
 
-import importlib.util
-from pathlib import Path
-
+from bench import speed
 from genmnist.models import build_discriminator, build_generator
 
-SPEC = importlib.util.spec_from_file_location("bench_speed", Path(__file__).resolve().parents[1] / "bench" / "speed.py")
-speed = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(speed)
-
-# Per example, by hand from LEGACY_SPEC's shapes: dense in*out, conv out_pixels*k*k*cin*cout,
+# Per example, by hand from the legacy shapes (docs/legacy.md): dense in*out, conv out_pixels*k*k*cin*cout,
 # transposed conv in_pixels*k*k*cin*cout.
 G_MACS = [100 * 1024, 1024 * 3136, 7 * 7 * 25 * 64 * 32, 14 * 14 * 25 * 32 * 16, 28 * 28 * 16]
 D_MACS = [28 * 28 * 25 * 32, 14 * 14 * 25 * 32 * 64, 3136 * 1024, 1024]
