@@ -11,7 +11,7 @@ the updated D, which is exactly what the legacy graph computed with two
 import keras
 import tensorflow as tf
 
-from genmnist import losses
+from genmnist import double_backprop, losses
 from genmnist.models import BatchNorm, prepare_for_sampling
 
 
@@ -151,7 +151,7 @@ class GANTrainer:
 
     def _penalty(self, real, fake, u):
         axes = [1] if self.preset.legacy_gradient_penalty else [1, 2, 3]  # legacy: norm over axis 1 only
-        return self.preset.gp_weight * losses.gradient_penalty(self.discriminator, real, fake, u, axes)
+        return self.preset.gp_weight * double_backprop.gradient_penalty(self.discriminator, real, fake, u, axes)
 
     def _clip_discriminator(self):
         """WGAN weight clipping, applied once per variable in cross-replica context (mirrored copies stay equal)."""
