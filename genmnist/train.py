@@ -8,11 +8,13 @@ and the step counter.
 """
 
 import argparse
+import atexit
 import csv
 import datetime
 import math
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -204,10 +206,11 @@ def train(args):
         except RuntimeError:  # TF already running in this process (e.g. called from Python)
             print("note: TensorFlow is already initialised; this WGAN-GP run may not be bit-repeatable",
                   file=sys.stderr)
+    # Before anything starts TensorFlow: a multi-worker strategy must configure collective ops first.
+    strategy = make_strategy(args.strategy)
     keras.utils.set_random_seed(seed)
 
     data = load_mnist(config["data_dir"], "train").images
-    strategy = make_strategy(args.strategy)
     with strategy.scope():
         generator, discriminator = rundir.build_models(preset)
     try:
@@ -223,13 +226,16 @@ def train(args):
     extra = {"ema_generator": trainer.sampler} if preset.ema_decay else {}
     # Every multi-worker replica must take part in saving; only the chief's copy is kept.
     checkpoint_dir = run_dir if chief else tempfile.mkdtemp(prefix="genmnist-worker-")
+    if not chief:
+        atexit.register(shutil.rmtree, checkpoint_dir, True)
     manager = rundir.checkpoint_manager(
         checkpoint_dir, args.keep_checkpoints or None, generator=generator, discriminator=discriminator,
         g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step, **extra)
-    if args.resume:
-        if manager.latest_checkpoint is None:
+    if args.resume:  # every worker restores the chief's checkpoint
+        latest = tf.train.latest_checkpoint(rundir.path(run_dir, rundir.CHECKPOINTS))
+        if latest is None:
             raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        manager.checkpoint.restore(latest).assert_existing_objects_matched()
     if chief:
         rundir.write_config(run_dir, {**config, "preset": preset.to_dict()})
 
@@ -317,6 +323,12 @@ def train(args):
               "raw-log losses do this once D saturates; --preset default uses stable losses.",
               file=sys.stderr)
         return 3
+    except WORKER_LOST as err:
+        progress.close()
+        print(f"error: lost another worker ({type(err).__name__} in a collective op); last checkpoint: "
+              f"{tf.train.latest_checkpoint(rundir.path(run_dir, rundir.CHECKPOINTS))}. Start every worker "
+              "again with the same command plus --resume", file=sys.stderr)
+        return 4
     progress.close()
     save_checkpoint("final")
     writer.flush()
@@ -377,6 +389,11 @@ class Evaluator:
             out.writerow(row)
         print(f"\neval at step {step}: " + ", ".join(f"{k} {row[k]:.3f}" for k in self.COLUMNS[1:]),
               file=sys.stderr)
+
+
+# What a collective op raises when a peer worker died or stopped answering.
+WORKER_LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.CancelledError)
 
 
 def make_strategy(name):
