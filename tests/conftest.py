@@ -17,7 +17,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import genmnist  # noqa: F401,E402  (sets TensorFlow's log level before TF is imported)
 
 
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: starts several TensorFlow processes (about a minute)")
 
