@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from genmnist import loop, rundir
 from genmnist.data import load_mnist
-from genmnist.distribute import make_strategy, split_cpu
+from genmnist.distribute import WORKER_LOST, make_strategy, split_cpu
 from genmnist.errors import UserError, exit_on_user_error
 from genmnist.export import export_generator
 from genmnist.losses import USER_LOSSES
@@ -147,8 +147,10 @@ def train(args):
     config = _run_config(args)
     preset, seed, total = config["preset"], config["seed"], config["steps"]
     loop.seed_everything(preset, seed)
+    # Before anything starts TensorFlow: a multi-worker strategy must configure collective ops first.
+    strategy = make_strategy(args.strategy)
     data = load_mnist(config["data_dir"], "train").images
-    run = loop.build_run(config, args.out, make_strategy(args.strategy), args.keep_checkpoints or None, args.resume)
+    run = loop.build_run(config, args.out, strategy, args.keep_checkpoints or None, args.resume)
     if run.start >= total:
         print(f"{args.out} is already at step {run.start} of {total}; raise --steps to train further",
               file=sys.stderr)
@@ -171,6 +173,11 @@ def train(args):
               "The legacy preset's raw-log losses do this once D saturates; --preset default uses stable losses.",
               file=sys.stderr)
         return 3
+    except WORKER_LOST as err:
+        last = tf.train.latest_checkpoint(rundir.path(args.out, rundir.CHECKPOINTS))
+        print(f"error: lost another worker ({type(err).__name__} in a collective op); last checkpoint: {last}. "
+              "Start every worker again with the same command plus --resume", file=sys.stderr)
+        return 4
     hooks.checkpoint("final")
     hooks.writer.flush()
     if run.chief and not args.no_export:

@@ -11,7 +11,7 @@ the updated D, which is exactly what the legacy graph computed with two
 import keras
 import tensorflow as tf
 
-from genmnist import losses
+from genmnist import double_backprop, losses
 from genmnist.models import BatchNorm, prepare_for_sampling
 
 
@@ -94,10 +94,6 @@ class GANTrainer:
         """
         self.strategy = strategy or tf.distribute.get_strategy()
         self.loss_scale = 1.0 / self.strategy.num_replicas_in_sync
-        try:  # replicas on this worker (the default strategy has no worker_devices)
-            self.local_replicas = len(self.strategy.extended.worker_devices)
-        except RuntimeError:
-            self.local_replicas = 1
         self.generator = generator
         self.discriminator = discriminator
         self.preset = preset
@@ -164,22 +160,23 @@ class GANTrainer:
         """u ~ U(0, 1) for every D step of this call and every example of the global batch.
 
         [n_critic, batch, 1, 1, 1], or per element [n_critic, batch, 28, 28, 1] for the
-        legacy WGANModel's penalty.  Drawn in cross-replica context; each replica slices its part.
+        legacy WGANModel's penalty.  Drawn in cross-replica context on every worker alike (same
+        seed, same draws); each replica slices its part.  Replicas hold equal slices of the batch.
         """
         local = self.strategy.experimental_local_results(real)
-        batch = tf.add_n([tf.shape(t)[0] for t in local])
+        batch = tf.shape(local[0])[0] * self.strategy.num_replicas_in_sync
         per_example = tf.shape(local[0])[1:] if self.preset.legacy_gradient_penalty else [1, 1, 1]
         return self.rng.uniform(tf.concat([[self.preset.n_critic, batch], per_example], 0))
 
     def _replica_slice(self, u, real):
-        """This replica's rows of ``u``: replicas take consecutive slices of the (worker's) batch."""
+        """This replica's rows of ``u``: replicas (over all workers) take consecutive slices of the batch."""
         context = tf.distribute.get_replica_context()
-        start = (context.replica_id_in_sync_group % self.local_replicas) * tf.shape(real)[0]
+        start = context.replica_id_in_sync_group * tf.shape(real)[0]
         return u[:, start:start + tf.shape(real)[0]]
 
     def _penalty(self, real, fake, u):
         axes = [1] if self.preset.legacy_gradient_penalty else [1, 2, 3]  # legacy: norm over axis 1 only
-        return self.preset.gp_weight * losses.gradient_penalty(self.discriminator, real, fake, u, axes)
+        return self.preset.gp_weight * double_backprop.gradient_penalty(self.discriminator, real, fake, u, axes)
 
     def _clip_discriminator(self):
         """WGAN weight clipping, applied once per variable in cross-replica context (mirrored copies stay equal)."""

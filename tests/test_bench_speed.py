@@ -44,12 +44,14 @@ def _fake_info():
         "loop": {"items": items, "total_overhead_share": 0.001, "step_s_in_loop": 0.5, "loop_steps": 3,
                  "sample_s_first_last": [0.1, 0.2], "input_produce_s_per_batch": 0.001,
                  "input_produce_share_of_step": 0.002},
-        "targets": {"ratio": [0.8, 0.9, True]}, "wall_s": 10.0}
+        "targets": {"ratio": [0.8, 0.9, True]}, "wall_s": 10.0,
+        "penalty_step": {"rows": {n: {"step_s": 0.2, "cpu_s": 0.2, "ratio": 1.5, "cpu_ratio": 1.7}
+                                  for n in ("no penalty", "penalty")}, "target": 2.5, "met": True}}
 
 
 def test_markdown_report_renders_every_section():
     text = speed.markdown(_fake_info())
-    for heading in ("## Training step", "## Sampling", "## Loop overhead", "## Targets"):
+    for heading in ("## Training step", "## Sampling", "## Loop overhead", "## Targets", "## WGAN-GP critic step"):
         assert heading in text
     assert "| genmnist XLA |" in text
     table = [line for line in text.splitlines() if line.startswith("| variant")][0]
