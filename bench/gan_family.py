@@ -1,4 +1,4 @@
-"""GAN family benchmark (issue 5): every loss x model on real MNIST at one step budget, several seeds.
+"""GAN family benchmark: every loss x model on real MNIST at one step budget, several seeds.
 
     python -m bench.gan_family --steps 1000 --seeds 0 1
 
@@ -125,8 +125,8 @@ def collect(paths):
 
 def sampling_of(row):
     """The batch-norm statistics a row's generator sampled with ('none': no batch norm).  Rows
-    written before this was recorded (up to commit 443ef04) sampled the DCGAN generator with
-    its moving averages as trained."""
+    written before this field existed sampled the DCGAN generator with its moving averages as
+    trained."""
     return row.get("sampling", "moving" if row["model"] == "dcgan" else "none")
 
 
@@ -164,7 +164,7 @@ def write_results(args, rows, ceiling):
     with open(os.path.join(args.results, "gan_family.json"), "w") as f:
         json.dump({"command": command, "machine": "; ".join(machines), "rows": rows,
                    "real_vs_real": {k: ceiling[k] for k in METRICS}}, f, indent=1)
-    lines = ["# GAN family benchmark (issue 5)", "", f"Command: `{command}`  ",
+    lines = ["# GAN family benchmark", "", f"Command: `{command}`  ",
              f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}  ",
              f"Samples per evaluation: {args.num}. Values: mean (min..max over seeds) of the finished runs; "
              f"'failures' counts diverged runs and runs covering <= {COLLAPSED_CLASSES} classes (mode collapse). "

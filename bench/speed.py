@@ -1,4 +1,4 @@
-"""Speed benchmark (issue 7): genmnist vs legacy_v1 step time, FLOP/s, sampling and loop overhead.
+"""Speed benchmark: genmnist vs legacy_v1 step time, FLOP/s, sampling and loop overhead.
 
     python -m bench.speed --data-dir ../shared/data/mnist [--steps 1] [--repeats 30]
 
@@ -385,7 +385,7 @@ def main(argv=None):
 def markdown(info):
     m, loop, legacy_names = info["machine"], info["loop"], [n for n in info["steps"] if n.startswith("legacy")]
     lines = [
-        "# Speed benchmark (issue 7)", "",
+        "# Speed benchmark", "",
         f"- command: `{info['command']}`", f"- date: {info['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), shared with other jobs "
         f"(load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end)",

@@ -1,4 +1,4 @@
-"""Statistical parity (issue 3): legacy_v1 and genmnist's legacy preset, trained from the same weights.
+"""Statistical parity: legacy_v1 and genmnist's legacy preset, trained from the same weights.
 
     python -m bench.statistical_parity --seeds 0 1 2 --steps 2000
 

@@ -30,6 +30,7 @@ import sys
 
 import numpy as np
 
+from genmnist import TF_LOG_HINT
 from genmnist.errors import UserError, exit_on_user_error
 
 DEFAULT_NUM = 10000
@@ -216,7 +217,7 @@ def load_samples(path, num=None, seed=0):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m genmnist.evaluate",
-        description=__doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0],
+        description=__doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0], epilog=TF_LOG_HINT,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("samples", metavar="SAMPLES",
                    help="a run directory (images are generated from its latest checkpoint), an .npz with a "

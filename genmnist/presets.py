@@ -40,7 +40,6 @@ class Preset:
     def __post_init__(self):
         """Reject a field no run could use (a flag or an edited config.json), naming it."""
         checks = {
-            "model": self.model in ("dcgan", "wgan"),
             "pixel_range": len(self.pixel_range) == 2 and self.pixel_range[0] < self.pixel_range[1],
             "loss": self.loss in losses.LOSSES,
             "learning_rate": self.learning_rate > 0, "adam_epsilon": self.adam_epsilon > 0,

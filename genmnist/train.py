@@ -17,7 +17,7 @@ import sys
 import keras
 import tensorflow as tf
 
-from genmnist import loop, rundir
+from genmnist import TF_LOG_HINT, loop, rundir
 from genmnist.data import load_mnist
 from genmnist.distribute import WORKER_LOST, make_strategy, split_cpu
 from genmnist.errors import UserError, exit_on_user_error
@@ -32,7 +32,7 @@ def parse_args(argv=None):
         description="Train the legacy DCGAN-style MNIST GAN on TensorFlow 2. Writes checkpoints, "
                     "sample grids at the legacy milestones (0, 10, .., 100, 200, .., 1000, 2000, ..), "
                     "a progress GIF, TensorBoard logs and an exported generator into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=TF_LOG_HINT, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="'legacy' reproduces the legacy code, bugs included (pixels in [0, 1], raw-log "
                         "losses, untrained batch-norm offsets, batch statistics at sampling); 'default' "
@@ -52,7 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None,
-                   help="what real pixels are scaled to (default: the preset's; legacy 0,1, default -1,1)")
+                   help="what real pixels are scaled to (default: the preset's, 0,1 in every preset)")
     p.add_argument("--label-smoothing", type=float, default=None,
                    help="one-sided label smoothing: D's target for real images is 1 - this "
                         "(minimax/nonsaturating losses; default: the preset's)")

@@ -117,7 +117,7 @@ WGAN_GRADIENTS = (1e-5, 2e-6)
 # WGAN-GP teacher-forced iteration (5 critic steps, then a G step; lr 1e-4).  Losses: rtol 1e-4.
 # The loss compared is the last critic step's, after 4 untethered critic updates in which rounding
 # alone moves near-zero-gradient elements by up to lr (below): measured up to 1.9e-5 relative (quick
-# mode, batch 16, on a 2-core Xeon VM; 7.8e-6 in the full run elsewhere), while a critic lr 10% off
+# mode, batch 16; 7.8e-6 in a full run), while a critic lr 10% off
 # moves it by 0.13 (tests/test_parity.py).
 # Weights: Adam normalises each gradient element by its own running RMS, so an element whose
 # gradient is ~0 steps by up to lr either way on rounding alone; in the 6.4M-element g_w2 a few

@@ -358,7 +358,7 @@ def test_keep_checkpoints_zero_keeps_every_checkpoint(finished_run, tmp_path):
 def test_the_checkpoint_finite_check_survives_an_edit_of_the_source_during_a_run(tmp_path):
     """AutoGraph reads a function's source by line number at its first call; the finite check
     is first called at the first checkpoint, so with AutoGraph a run whose loop.py was edited
-    (a git pull) in the meantime crashed there (seen: 35 minutes of training lost)."""
+    (a git pull) in the meantime crashed there, losing the training since the start."""
     shutil.copytree(os.path.join(ROOT, "genmnist"), tmp_path / "genmnist",
                     ignore=shutil.ignore_patterns("__pycache__"))
     script = ("import linecache, tensorflow as tf\n"
