@@ -1,6 +1,6 @@
-"""GAN family benchmark (issue 5): every loss x model on real MNIST at one step budget, several seeds.
+"""GAN family benchmark: every loss x model on real MNIST at one step budget, several seeds.
 
-    python bench/gan_family.py --steps 1000 --seeds 0 1
+    python -m bench.gan_family --steps 1000 --seeds 0 1
 
 Each (model, loss, seed) is one ``python -m genmnist.train --model M --loss L``
 run from the model's default preset (the loss brings its own schedule: 5
@@ -20,21 +20,16 @@ training.
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from bench import common
+from bench.common import MACHINE, evaluate_run, notes, scoring_reference
+from genmnist import images, rundir
+from genmnist.evaluate import METRICS
+from genmnist.losses import USER_LOSSES
 
-from genmnist import images, rundir  # noqa: E402
-from genmnist.losses import USER_LOSSES  # noqa: E402
-from quality import MACHINE, evaluate_run, notes, scoring_reference  # noqa: E402
-
-METRICS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl_uniform", "precision", "recall")
 COLLAPSED_CLASSES = 3
 
 
@@ -44,30 +39,25 @@ def train(run_dir, model, loss, seed, steps, data_dir, spectral_norm=False):
     A run killed part way (the benchmark stopped) resumes from its last checkpoint; its
     wall seconds are then None, since the time before the kill is unknown.
     """
-    checkpoints = os.path.join(run_dir, "checkpoints")
-    if os.path.exists(os.path.join(checkpoints, f"ckpt-{steps}.index")):
+    if common.reached(run_dir, steps):
         return 0, None
-    resume = os.path.isdir(checkpoints)
-    cmd = [sys.executable, "-m", "genmnist.train", "--model", model, "--loss", loss, "--seed", str(seed),
-           "--steps", str(steps), "--out", run_dir, "--data-dir", data_dir, "--log-every", "50",
-           "--checkpoint-every", "100", "--no-export"] + (["--spectral-norm"] if spectral_norm else []) \
-        + (["--resume"] if resume else [])
-    start = time.perf_counter()
-    with open(run_dir + ".log", "a" if resume else "w") as log:
-        code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    return code, None if resume else time.perf_counter() - start
+    resumed = common.has_checkpoints(run_dir)
+    flags = ["--model", model, "--loss", loss, "--seed", str(seed), "--log-every", "50", "--checkpoint-every", "100"]
+    code, seconds = common.train(run_dir, steps, data_dir, flags + (["--spectral-norm"] if spectral_norm else []),
+                                 log_path=run_dir + ".log")
+    return code, None if resumed else seconds
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    p.add_argument("--data-dir", default=common.DATA_DIR)
     p.add_argument("--models", nargs="+", default=["dcgan", "wgan"])
     p.add_argument("--losses", nargs="+", default=list(USER_LOSSES), choices=USER_LOSSES)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--steps", type=int, default=1000, help="generator steps per run (the same for every row)")
     p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
-    p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench-gan-family"))
-    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--runs", default=os.path.join(common.ROOT, "runs", "bench-gan-family"))
+    p.add_argument("--results", default=common.RESULTS)
     p.add_argument("--spectral-norm", action="store_true",
                    help="train these rows with spectral normalisation on the discriminator (rows marked sn)")
     p.add_argument("--collect", nargs="+", metavar="JSON",
@@ -135,8 +125,8 @@ def collect(paths):
 
 def sampling_of(row):
     """The batch-norm statistics a row's generator sampled with ('none': no batch norm).  Rows
-    written before this was recorded (up to commit 443ef04) sampled the DCGAN generator with
-    its moving averages as trained."""
+    written before this field existed sampled the DCGAN generator with its moving averages as
+    trained."""
     return row.get("sampling", "moving" if row["model"] == "dcgan" else "none")
 
 
@@ -174,7 +164,7 @@ def write_results(args, rows, ceiling):
     with open(os.path.join(args.results, "gan_family.json"), "w") as f:
         json.dump({"command": command, "machine": "; ".join(machines), "rows": rows,
                    "real_vs_real": {k: ceiling[k] for k in METRICS}}, f, indent=1)
-    lines = ["# GAN family benchmark (issue 5)", "", f"Command: `{command}`  ",
+    lines = ["# GAN family benchmark", "", f"Command: `{command}`  ",
              f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}  ",
              f"Samples per evaluation: {args.num}. Values: mean (min..max over seeds) of the finished runs; "
              f"'failures' counts diverged runs and runs covering <= {COLLAPSED_CLASSES} classes (mode collapse). "

@@ -1,6 +1,6 @@
 """Kill soak (issue 18): SIGKILL a real training run at random moments, resume it, compare bit for bit.
 
-    python bench/kill_soak.py --data-dir ../shared/data/mnist [--kills 20] [--steps 300]
+    python -m bench.kill_soak --data-dir ../shared/data/mnist [--kills 20] [--steps 300]
 
 One uninterrupted reference run, then the same run (same flags and seed) killed with
 SIGKILL at ``--kills`` seeded random moments of its attempts and resumed each time
@@ -25,15 +25,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-
-import genmnist  # noqa: E402,F401  (quiets TensorFlow's logging)
-import tensorflow as tf  # noqa: E402
-
-from genmnist import rundir  # noqa: E402
+from bench.common import DATA_DIR, RESULTS, ROOT
+from genmnist import rundir
 
 
 def machine():
@@ -235,7 +231,7 @@ def markdown(result):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    p.add_argument("--data-dir", default=DATA_DIR)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--checkpoint-every", type=int, default=20)
     p.add_argument("--sample-every", type=int, default=25)
@@ -243,7 +239,7 @@ def main(argv=None):
     p.add_argument("--kill-seed", type=int, default=0, help="seeds the kill moments")
     p.add_argument("--run-seed", type=int, default=0, help="the training run's --seed")
     p.add_argument("--work", default=None, help="where the two runs go (default: a temporary directory)")
-    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     args.work = args.work or tempfile.mkdtemp(prefix="kill-soak-")
     os.makedirs(args.work, exist_ok=True)

@@ -1,10 +1,10 @@
 """Quality benchmark: presets x seeds x step budgets on real MNIST, scored with genmnist.evaluate.
 
-    python bench/quality.py --data-dir ../shared/data/mnist --presets legacy default \
+    python -m bench.quality --data-dir ../shared/data/mnist --presets legacy default \
         --seeds 0 --budgets 500 1000 2000
 
 Each (preset, seed) is trained once with ``python -m genmnist.train`` up to the
-first budget, evaluated, then resumed (exact: see genmnist.train) to the next
+first budget, evaluated, then resumed (exact: see genmnist.loop) to the next
 budget, and so on.  Each evaluation draws ``--num`` samples (``genmnist.sample``)
 with the generator's batch norm in its preset's mode and, for batch-norm
 models, also in the other modes (moving averages as trained, statistics
@@ -19,92 +19,32 @@ each metric against step and against wall time.
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from genmnist import evaluate, images, rundir, sample  # noqa: E402
-from genmnist.classifier import get_classifier  # noqa: E402
-from genmnist.data import load_mnist  # noqa: E402
-from genmnist.models import BatchNorm, recompute_batch_norm_stats  # noqa: E402
-
-# Cores this process may use (a job pinned with taskset gets fewer than the machine has).
-MACHINE = (f"{platform.node()} {platform.machine()}, "
-           f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores, no GPU")
-METRICS = ("classifier_score", "frechet_distance", "precision", "recall", "class_kl_uniform", "classes_covered")
+from bench import common
+from bench.common import MACHINE, evaluate_run, notes, scoring_reference
+from genmnist import images
+from genmnist.evaluate import METRICS
 
 
 def train(run_dir, preset, seed, steps, data_dir, extra):
-    cmd = [sys.executable, "-m", "genmnist.train", "--preset", preset, "--seed", str(seed),
-           "--steps", str(steps), "--out", run_dir, "--data-dir", data_dir, "--log-every", "100",
-           "--checkpoint-every", "1000000", "--keep-checkpoints", "0", "--no-export", *extra]
-    if os.path.isdir(os.path.join(run_dir, "checkpoints")):
-        cmd.append("--resume")
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def scoring_reference(data_dir, num):
-    """The evaluation classifier, the real test split prepared for it, and the real-vs-real
-    metrics of ``num`` train images: what every benchmark row is scored against."""
-    classifier = get_classifier(data_dir)
-    real = evaluate.prepare_real(classifier, load_mnist(data_dir, "test").images)
-    ceiling = evaluate.evaluate_images(load_mnist(data_dir, "train").images[:num], classifier, real)
-    return classifier, real, ceiling
-
-
-def sampling_modes(preset):
-    """The batch-norm statistics a preset samples with, then the others a benchmark compares it with."""
-    own = preset.sampling_stats
-    return [own] + [m for m in ("moving", "recomputed", "batch") if m != own]
-
-
-def evaluate_run(run_dir, classifier, real, num, seed, step=None):
-    """Metrics per sampling variant of the run's latest checkpoint (or of ``step``).
-
-    'preset' is what the run samples from; for batch-norm generators 'bn-MODE' is the
-    same generator normalised otherwise: 'moving' (the moving averages as trained),
-    'recomputed' (statistics recomputed for the final weights) or 'batch' (the sampling
-    batch's own).  A run that keeps a weight average (``--ema``) is also scored on G's
-    own weights ('no-ema ...'): the average does not change training, so one run
-    measures both.
-    """
-    preset = rundir.read_config(run_dir)["preset"]
-    results = {}
-    for average in (True, False) if preset.ema_decay else (True,):
-        generator, preset = rundir.restore_generator(run_dir, average, step)
-        layers = [l for l in generator.layers if isinstance(l, BatchNorm)]
-        modes = sampling_modes(preset) if layers else [None]
-        prefix = "" if average else "no-ema "
-        for mode in sorted(modes, key=["moving", "recomputed", "batch", None].index):  # recompute after 'moving'
-            if mode == "recomputed":
-                recompute_batch_norm_stats(generator)
-            for layer in layers:
-                layer.inference_stats = "batch" if mode == "batch" else "moving"
-            pixels = sample.generate(generator, preset, num, seed)
-            label = "preset" if mode == modes[0] else f"bn-{mode}"
-            results[prefix + label] = evaluate.evaluate_images(pixels, classifier, real)
-            if label == "preset" and not prefix:
-                preset_pixels = pixels
-    return results, preset_pixels
+    """Wall seconds to train (or resume) the run up to ``steps``, keeping every budget's checkpoint."""
+    flags = ["--preset", preset, "--seed", str(seed), "--log-every", "100", "--checkpoint-every", "1000000",
+             "--keep-checkpoints", "0", *extra]
+    return common.train(run_dir, steps, data_dir, flags, check=True)[1]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    p.add_argument("--data-dir", default=common.DATA_DIR)
     p.add_argument("--presets", nargs="+", default=["legacy", "default"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--budgets", nargs="+", type=int, default=[500, 1000, 2000])
     p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
-    p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench-quality"))
-    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--runs", default=os.path.join(common.ROOT, "runs", "bench-quality"))
+    p.add_argument("--results", default=common.RESULTS)
     p.add_argument("--extra", default="", help="extra genmnist.train flags for every run, e.g. '--loss hinge'")
     p.add_argument("--tag", default="quality", help="results file name stem")
     p.add_argument("--rescore", action="store_true",
@@ -216,14 +156,6 @@ def write_results(args, rows, ceiling):
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(args, rows)
-
-
-def notes(path):
-    """The lines of a hand-written markdown file to append to a results table (none without one)."""
-    if not path:
-        return []
-    with open(path) as f:
-        return [""] + f.read().rstrip().splitlines()
 
 
 def plot(args, rows):

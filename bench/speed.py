@@ -1,6 +1,6 @@
-"""Speed benchmark (issue 7): genmnist vs legacy_v1 step time, FLOP/s, sampling and loop overhead.
+"""Speed benchmark: genmnist vs legacy_v1 step time, FLOP/s, sampling and loop overhead.
 
-    python bench/speed.py --data-dir ../shared/data/mnist [--steps 1] [--repeats 30]
+    python -m bench.speed --data-dir ../shared/data/mnist [--steps 1] [--repeats 30]
 
 One process, batch 128, the legacy architecture and preset.  The machine is
 shared and noisy, so every comparison is made inside this run: the variants
@@ -20,20 +20,16 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import keras
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-
-import genmnist  # noqa: E402,F401  (quiets TensorFlow's logging)
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from genmnist import loop, rundir  # noqa: E402
-from genmnist.data import batches, load_mnist  # noqa: E402
-from genmnist.models import BatchNorm  # noqa: E402
-from genmnist.presets import get_preset  # noqa: E402
-from genmnist.training import GANTrainer  # noqa: E402
+from bench.common import DATA_DIR, RESULTS
+from genmnist import loop, rundir
+from genmnist.data import batches, load_mnist
+from genmnist.models import BatchNorm
+from genmnist.presets import get_preset
+from genmnist.training import GANTrainer
 
 BATCH = 128
 RUN_STEPS = 10000                     # the default --steps of genmnist.train
@@ -267,12 +263,12 @@ def loop_overhead(trainer, data, loop_steps, out_dir):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"),
+    p.add_argument("--data-dir", default=DATA_DIR,
                    help="MNIST IDX directory; synthetic uint8 images when it has none")
     p.add_argument("--steps", type=int, default=1, help="iterations per variant per round")
     p.add_argument("--repeats", type=int, default=30, help="interleaved rounds")
     p.add_argument("--loop-steps", type=int, default=30, help="iterations of the real loop for the input share")
-    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     started = time.perf_counter()
     info = {"machine": machine(), "command": "python " + " ".join(sys.argv),
@@ -365,6 +361,7 @@ def main(argv=None):
         info["loop"] = loop_overhead(trainer, data, args.loop_steps, out_dir)
     # One trace for the benchmark's z [b, 100], one for the loop's noise(); more would mean retracing.
     info["train_step_traces"] = trainer.train_step.experimental_get_tracing_count()
+    info["penalty_step"] = penalty_step(data, args.repeats)
 
     ratio = {kind: max(rows["genmnist"][f"{kind}ratio_to {ref}"] for ref in legacy_names) for kind in ("", "cpu_")}
     overhead = info["loop"]["total_overhead_share"]
@@ -388,7 +385,7 @@ def main(argv=None):
 def markdown(info):
     m, loop, legacy_names = info["machine"], info["loop"], [n for n in info["steps"] if n.startswith("legacy")]
     lines = [
-        "# Speed benchmark (issue 7)", "",
+        "# Speed benchmark", "",
         f"- command: `{info['command']}`", f"- date: {info['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), shared with other jobs "
         f"(load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end)",
@@ -448,9 +445,69 @@ def markdown(info):
               "| target | measured | limit | met |", "|---|---|---|---|"]
     for name, (value, limit, met) in info["targets"].items():
         lines.append(f"| {name} | {value:.3f} | {limit} | {'yes' if met else 'no'} |")
-    lines += ["", f"Total benchmark wall time {info['wall_s']:.0f} s.", ""]
+    lines += [""] + penalty_step_markdown(info["penalty_step"])
+    lines += [f"Total benchmark wall time {info['wall_s']:.0f} s.", ""]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- the WGAN-GP critic step ------------------------------------------------------------------
+
+TARGET_PENALTY_RATIO = 2.5
+
+
+def penalty_step(data, repeats):
+    """A DCGAN critic step with the gradient penalty against the same step without it (batch 128).
+
+    Three critic updates (the step n_critic repeats) from the same initial weights, timed in
+    interleaved rounds: without the penalty, with it as genmnist computes it, and with the
+    plain nested-tape formula (losses.gradient_penalty), the cost before the masks were cut.
+    """
+    from genmnist import losses
+
+    preset = get_preset("dcgan", "default").with_loss("wgan-gp")
+    trainers = {}
+    for name, gp_weight in (("no penalty", 0.0), ("penalty", preset.gp_weight), ("penalty, nested tapes", None)):
+        keras.utils.set_random_seed(0)
+        p = preset.replace(gp_weight=gp_weight)
+        trainers[name] = GANTrainer(*rundir.build_models(p), p, seed=0)
+    plain = trainers["penalty, nested tapes"]
+    plain._penalty = lambda real, fake, u: preset.gp_weight * losses.gradient_penalty(
+        plain.discriminator, real, fake, u, [1, 2, 3])
+    reals = list(batches(data, BATCH, preset.pixel_range, seed=0).take(2))
+    fakes = [tf.random.stateless_uniform([BATCH, 28, 28, 1], [1, k], *preset.pixel_range) for k in range(2)]
+    us = [tf.random.stateless_uniform([BATCH, 1, 1, 1], [2, k]) for k in range(2)]
+
+    def critic_step(trainer):
+        compiled = tf.function(lambda real, fake, u: trainer._update_discriminator(
+            real, fake, u if trainer.preset.gp_weight else None)[0]["d_loss"], autograph=False)
+        state = {"i": 0}
+
+        def step():
+            k = state["i"] % 2
+            state["i"] += 1
+            return float(compiled(reals[k], fakes[k], us[k]))
+        return step
+    times, cpu_times = interleaved({name: critic_step(t) for name, t in trainers.items()}, 1, repeats)
+    base, base_cpu = np.array(times["no penalty"]), np.array(cpu_times["no penalty"])
+    rows = {name: {"step_s": float(np.median(times[name])), "cpu_s": float(np.median(cpu_times[name])),
+                   "ratio": float(np.median(np.array(times[name]) / base)),
+                   "cpu_ratio": float(np.median(np.array(cpu_times[name]) / base_cpu))} for name in trainers}
+    return {"rows": rows, "target": TARGET_PENALTY_RATIO,
+            "met": rows["penalty"]["cpu_ratio"] <= TARGET_PENALTY_RATIO}
+
+
+def penalty_step_markdown(result):
+    lines = ["## WGAN-GP critic step", "",
+             "DCGAN critic, batch 128, one critic update (forward, backward, Adam); ratios to the same step "
+             "without the penalty, taken within each round. 'nested tapes' is the plain formula "
+             "(losses.gradient_penalty), which also backpropagates zeros through D's forward pass.", "",
+             "| critic step | wall ms | CPU ms | wall ratio | CPU ratio |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['step_s'] * 1e3:.0f} | {r['cpu_s'] * 1e3:.0f} | {r['ratio']:.2f} | "
+              f"{r['cpu_ratio']:.2f} |" for name, r in result["rows"].items()]
+    lines += ["", f"Target: with the penalty at most {result['target']}x without it (CPU time): "
+              f"{'met' if result['met'] else 'not met'}.", ""]
+    return lines

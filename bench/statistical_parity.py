@@ -1,6 +1,6 @@
-"""Statistical parity (issue 3): legacy_v1 and genmnist's legacy preset, trained from the same weights.
+"""Statistical parity: legacy_v1 and genmnist's legacy preset, trained from the same weights.
 
-    python bench/statistical_parity.py --seeds 0 1 2 --steps 2000
+    python -m bench.statistical_parity --seeds 0 1 2 --steps 2000
 
 Per seed, the initial weights ``genmnist.train --seed S`` builds are written as a
 legacy name-based checkpoint, and both ``legacy_v1.train --init-from`` and
@@ -19,23 +19,16 @@ import csv
 import glob
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import numpy as np
 
-import numpy as np  # noqa: E402
+from bench import common
+from genmnist import convert, evaluate, images, rundir, sample
+from genmnist.evaluate import METRICS
+from genmnist.models import legacy_variables
+from genmnist.presets import PRESETS
 
-from genmnist import convert, evaluate, images, rundir, sample  # noqa: E402
-from genmnist.classifier import get_classifier  # noqa: E402
-from genmnist.data import load_mnist  # noqa: E402
-from genmnist.models import legacy_variables  # noqa: E402
-from genmnist.presets import PRESETS  # noqa: E402
-
-METRICS = ("classifier_score", "frechet_distance", "classes_covered", "precision", "recall")
 SIDES = ("legacy_v1", "genmnist")
 LOG_EVERY = 10  # genmnist.train logs the losses every LOG_EVERY steps; v1's per-step log is read at the same steps
 
@@ -49,25 +42,20 @@ def write_initial_weights(seed, path):
     return convert.write_legacy(values, path)
 
 
-def run(cmd, log_path):
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        subprocess.run([sys.executable, "-m", *cmd], cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-    return time.perf_counter() - start
-
-
 def train_pair(seed, steps, data_dir, runs):
     """Train both sides for one seed (unless done); return {side: (wall seconds or None, output dir)}."""
     init = write_initial_weights(seed, os.path.join(runs, f"init-seed{seed}"))
     v1_dir, v2_dir = (os.path.join(runs, f"{side}-seed{seed}") for side in SIDES)
     out = {}
     if not os.path.exists(os.path.join(v1_dir, "model.index")):
-        out["legacy_v1"] = run(["legacy_v1.train", "--data-dir", data_dir, "--steps", str(steps), "--seed", str(seed),
-                                "--out", v1_dir, "--init-from", init], v1_dir + ".log")
-    if not glob.glob(os.path.join(v2_dir, "checkpoints", f"ckpt-{steps}.index")):
-        out["genmnist"] = run(["genmnist.train", "--preset", "legacy", "--data-dir", data_dir, "--steps", str(steps),
-                               "--seed", str(seed), "--out", v2_dir, "--init-from", init, "--log-every",
-                               str(LOG_EVERY), "--checkpoint-every", "1000000", "--no-export"], v2_dir + ".log")
+        out["legacy_v1"] = common.run_module(
+            "legacy_v1.train", ["--data-dir", data_dir, "--steps", str(steps), "--seed", str(seed), "--out", v1_dir,
+                                "--init-from", init], v1_dir + ".log", check=True)[1]
+    if not common.reached(v2_dir, steps):
+        out["genmnist"] = common.run_module(
+            "genmnist.train", ["--preset", "legacy", "--data-dir", data_dir, "--steps", str(steps), "--seed", str(seed),
+                               "--out", v2_dir, "--init-from", init, "--log-every", str(LOG_EVERY),
+                               "--checkpoint-every", "1000000", "--no-export"], v2_dir + ".log", check=True)[1]
     return out, v1_dir, v2_dir
 
 
@@ -79,7 +67,7 @@ def loss_curves(v1_dir, v2_dir):
     curves = {"legacy_v1": {"step": [int(r["step"]) for r in rows], "d_loss": [float(r["d_loss"]) for r in rows],
                             "g_loss": [float(r["g_loss"]) for r in rows]}}
     v2 = {"d_loss": {}, "g_loss": {}}
-    for path in sorted(glob.glob(os.path.join(v2_dir, "logs", "events.out.tfevents.*"))):
+    for path in sorted(glob.glob(rundir.path(v2_dir, rundir.LOGS, "events.out.tfevents.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.tag in v2:
@@ -104,20 +92,19 @@ def score(run_dir, classifier, real, num, seed):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    p.add_argument("--data-dir", default=common.DATA_DIR)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--window", type=int, default=200, help="steps per loss-curve window")
     p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
-    p.add_argument("--runs", default=os.path.join(ROOT, "runs", "statistical-parity"))
-    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("--runs", default=os.path.join(common.ROOT, "runs", "statistical-parity"))
+    p.add_argument("--results", default=common.RESULTS)
     args = p.parse_args()
 
-    classifier = get_classifier(args.data_dir)
-    real = evaluate.prepare_real(classifier, load_mnist(args.data_dir, "test").images)
+    classifier, real, _ = common.scoring_reference(args.data_dir, args.num)
     os.makedirs(args.results, exist_ok=True)
     results = {"command": "python " + " ".join(sys.argv),
-               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
+               "machine": common.MACHINE,
                "steps": args.steps, "window": args.window, "num": args.num, "seeds": {}}
     for seed in args.seeds:
         walls, v1_dir, v2_dir = train_pair(seed, args.steps, args.data_dir, args.runs)

@@ -76,9 +76,9 @@ class Classifier:
         feats, logits = [], []
         for start in range(0, len(images), batch_size):
             chunk = np.asarray(images[start:start + batch_size], np.float32)[..., None]
-            f, l = self._both([chunk], training=False)
+            f, logit = self._both([chunk], training=False)
             feats.append(np.asarray(f, np.float64))
-            logits.append(np.asarray(l, np.float64))
+            logits.append(np.asarray(logit, np.float64))
         return np.concatenate(feats), np.concatenate(logits)
 
     def __call__(self, images, batch_size=1000):

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from genmnist import rundir
+from genmnist import TF_LOG_HINT, rundir
 from genmnist.errors import UserError, exit_on_user_error
 from genmnist.models import legacy_variables
 from genmnist.presets import PRESETS
@@ -114,7 +114,7 @@ def write_legacy(values, legacy_dir):
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        prog="python -m genmnist.convert",
+        prog="python -m genmnist.convert", epilog=TF_LOG_HINT,
         description="Convert a legacy TF1 GANModel checkpoint (tf.train.Saver, names g_w1, bn1/beta, "
                     "discriminator/d_w1, ...) into a genmnist run directory with the legacy preset, or back.")
     p.add_argument("legacy_ckpt", metavar="LEGACY_CKPT",

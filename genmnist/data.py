@@ -167,3 +167,89 @@ def batches(images, batch_size, pixel_range, seed, first_batch=0):
     return (indices.map(lambda idx: scale_images(tf.gather(pixels, idx), pixel_range),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
+
+
+# ------------------------------------------------------------------ writing IDX files and finding MNIST
+
+REAL_MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "shared", "data", "mnist")  # ../shared/data/mnist next to the repository
+
+
+def idx_bytes(array):
+    """uint8 images [n, 28, 28] or labels [n] encoded as an IDX file: what :func:`read_idx` reads."""
+    array = np.ascontiguousarray(array, np.uint8)
+    magic = _IDX_IMAGE_MAGIC if array.ndim == 3 else _IDX_LABEL_MAGIC
+    return struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.tobytes()
+
+
+def write_idx(path, array):
+    """:func:`idx_bytes` to ``path``, gzipped when it ends in .gz."""
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "wb") as f:
+        f.write(idx_bytes(array))
+
+
+def write_split(directory, split, images, labels, compress=True):
+    """One split as the IDX pair :func:`load_mnist` finds in ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    prefix, ext = _IDX_PREFIX[split], ".gz" if compress else ""
+    write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte{ext}"), images)
+    write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte{ext}"), labels)
+
+
+def _has_idx(directory):
+    return _find(str(directory), ["train-images-idx3-ubyte"]) is not None
+
+
+def find_mnist(work_dir):
+    """(directory of MNIST IDX files, description) for the notebooks.
+
+    $GENMNIST_DATA=DIR or =synthetic overrides the search; otherwise ../shared/data/mnist,
+    then a local tensorflow-datasets copy (written out as IDX files under ``work_dir``), then
+    a loudly labelled synthetic stand-in under ``work_dir``, so the notebooks run anywhere.
+    """
+    choice = os.environ.get("GENMNIST_DATA", "")
+    if choice and choice != "synthetic":
+        return choice, f"MNIST from $GENMNIST_DATA ({choice})"
+    if not choice:
+        if _has_idx(REAL_MNIST):
+            return REAL_MNIST, f"real MNIST from {REAL_MNIST}"
+        tfds_home = os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+        if os.path.isdir(os.path.join(tfds_home, "mnist")):
+            directory = os.path.join(work_dir, "mnist-from-tfds")  # one directory of IDX files serves every tool
+            for split in ("train", "test"):
+                write_split(directory, split, *load_mnist(None, split), compress=False)
+            return directory, f"real MNIST from the tensorflow-datasets copy in {tfds_home}"
+    directory = os.path.join(work_dir, "synthetic-mnist")
+    for split, n, seed in (("train", 6000, 0), ("test", 1000, 1)):
+        write_split(directory, split, *synthetic_digits(n, seed), compress=False)
+    reason = ("GENMNIST_DATA=synthetic" if choice else
+              "no MNIST found in ../shared/data/mnist or a tensorflow-datasets copy")
+    return directory, (f"SYNTHETIC FALLBACK, NOT MNIST ({reason}): 7000 typed digits stand in; every number "
+                       "and picture below is about this stand-in")
+
+
+def synthetic_digits(n, seed):
+    """Digits typed in OpenCV's Hershey fonts, jittered, then framed like MNIST (20x20 box, centred by mass)."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    fonts = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
+             cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX]
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i, label in enumerate(labels):
+        canvas = np.zeros((64, 64), np.uint8)
+        cv2.putText(canvas, str(label), (14, 50), fonts[rng.integers(len(fonts))], rng.uniform(1.4, 1.9),
+                    255, int(rng.integers(3, 7)), cv2.LINE_AA)
+        warp = cv2.getRotationMatrix2D((32, 32), rng.uniform(-15, 15), 1.0)
+        warp[0, 1] += rng.uniform(-0.3, 0.3)  # shear, like a slanted hand
+        canvas = cv2.warpAffine(canvas, warp, (64, 64))
+        ys, xs = np.nonzero(canvas)
+        digit = canvas[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        scale = 20 / max(digit.shape)
+        digit = cv2.resize(digit, (max(1, round(digit.shape[1] * scale)), max(1, round(digit.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+        cy, cx = (np.array(np.nonzero(digit)) * digit[np.nonzero(digit)]).sum(1) / digit.sum()
+        top, left = int(round(14 - cy)), int(round(14 - cx))
+        top, left = min(max(top, 0), 28 - digit.shape[0]), min(max(left, 0), 28 - digit.shape[1])
+        images[i, top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return images, labels

@@ -2,6 +2,10 @@
 
 import tensorflow as tf
 
+# What a collective op raises when a peer worker died or stopped answering.
+WORKER_LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.CancelledError)
+
 
 def make_strategy(name):
     """'default' (one device), 'mirrored' (this machine's GPUs, else its logical CPUs) or 'multiworker' (TF_CONFIG)."""

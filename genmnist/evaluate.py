@@ -31,13 +31,15 @@ import zipfile
 
 import numpy as np
 
-from genmnist import argtypes
+from genmnist import TF_LOG_HINT, argtypes
 from genmnist.errors import UserError, exit_on_user_error
 
 DEFAULT_NUM = 10000
 K = 3
 PR_SUBSAMPLE = 5000
 COVERED = 0.05
+# What evaluate_images scores, in the order tables and RUN/eval.csv list them.
+METRICS = ("classifier_score", "frechet_distance", "precision", "recall", "class_kl_uniform", "classes_covered")
 
 
 def check_images(images, min_images, what="samples"):
@@ -231,7 +233,7 @@ def load_samples(path, num=None, seed=0):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m genmnist.evaluate",
-        description=__doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0],
+        description=__doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0], epilog=TF_LOG_HINT,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("samples", metavar="SAMPLES",
                    help="a run directory (images are generated from its latest checkpoint), an .npz with a "

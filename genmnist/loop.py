@@ -8,11 +8,13 @@ uninterrupted one would; ``SampleWriter``, ``CheckpointHook``, ``Evaluator`` and
 ``train_loop`` is the loop itself.
 """
 
+import atexit
 import csv
 import dataclasses
 import datetime
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -25,6 +27,7 @@ from genmnist import convert, images, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
+from genmnist.evaluate import METRICS
 from genmnist.models import Z_DIM, legacy_variables
 from genmnist.training import GANTrainer
 
@@ -101,10 +104,11 @@ def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
     chief = is_chief(strategy)
     step = tf.Variable(0, dtype=tf.int64, name="step")
     manager = checkpoint_manager(trainer, step, run_dir, keep_checkpoints, chief)
-    if resume:
-        if manager.latest_checkpoint is None:
+    if resume:  # every worker restores the chief's checkpoint
+        latest = rundir.newest_readable(manager, rundir.recorded_checkpoints(run_dir))
+        if latest is None:
             raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
-        manager.checkpoint.restore(rundir.newest_readable(manager)).assert_existing_objects_matched()
+        manager.checkpoint.restore(latest).assert_existing_objects_matched()
     if chief:
         rundir.write_config(run_dir, {**config, "preset": preset.to_dict()})
     return Run(run_dir, config, strategy, trainer, step, manager, chief)
@@ -116,6 +120,8 @@ def checkpoint_manager(trainer, step, run_dir, keep_checkpoints=3, chief=True):
     extra = {"ema_generator": trainer.sampler} if trainer.preset.ema_decay else {}
     # Every multi-worker replica must take part in saving; only the chief's copy is kept.
     directory = run_dir if chief else tempfile.mkdtemp(prefix="genmnist-worker-")
+    if not chief:
+        atexit.register(shutil.rmtree, directory, True)
     return rundir.checkpoint_manager(
         directory, keep_checkpoints, generator=trainer.generator, discriminator=trainer.discriminator,
         g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer, rng=trainer.rng, step=step, **extra)
@@ -220,8 +226,7 @@ class MetricsLogger:
 class Evaluator:
     """``--eval-every``: sample quality during training, to TensorBoard (eval/*) and RUN/eval.csv."""
 
-    COLUMNS = ("step", "classifier_score", "frechet_distance", "precision", "recall",
-               "class_kl_uniform", "classes_covered")
+    COLUMNS = ("step", *METRICS)
 
     def __init__(self, run_dir, data_dir, num, seed, start_step=0):
         from genmnist import evaluate

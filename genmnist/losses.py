@@ -92,11 +92,20 @@ def gradient_penalty(critic, real, fake, u, norm_axes):
     over all image axes (1, 2, 3).  The legacy model drew ``u`` per element and
     took the norm over axis 1 only; pass those to reproduce it.
     """
-    x_hat = real + u * (fake - real)
+    x_hat = interpolates(real, fake, u)
     with tf.GradientTape() as tape:
         tape.watch(x_hat)
         scores = critic(x_hat, training=True)
-    grads = tape.gradient(scores, x_hat)
+    return norm_penalty(tape.gradient(scores, x_hat), norm_axes)
+
+
+def interpolates(real, fake, u):
+    """x_hat = x + u (G(z) - x): the points the gradient penalty is taken at."""
+    return real + u * (fake - real)
+
+
+def norm_penalty(grads, norm_axes):
+    """mean((||grads|| - 1)^2), the norm over ``norm_axes``: the penalty given the critic's input gradient."""
     norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=norm_axes))
     return _mean(tf.square(norms - 1.0))
 

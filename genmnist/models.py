@@ -6,7 +6,7 @@ owns ``bn3/beta`` and the moving statistics, layer ``d_2`` owns
 ``discriminator/d_w2`` and ``discriminator/d_b2``.  :func:`legacy_variables`
 spells that mapping out; parity tests and checkpoint conversion use it.
 
-Shapes follow the legacy graph exactly (see ``LEGACY_SPEC.md``).  A Keras
+Shapes follow the legacy graph exactly (see ``docs/legacy.md``).  A Keras
 ``Conv2DTranspose`` kernel is ``[h, w, out, in]``, the same layout as TF1's
 ``conv2d_transpose``, so kernels copy across without transposition.
 """

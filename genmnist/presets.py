@@ -9,6 +9,10 @@ import dataclasses
 
 from genmnist import losses
 
+# The batch-norm statistics G samples with: the sampling batch's own (the legacy phase=1), the
+# moving averages as trained, or those recomputed for the sampled weights first.
+SAMPLING_STATS = ("batch", "moving", "recomputed")
+
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
@@ -22,8 +26,7 @@ class Preset:
     adam_epsilon: float = 1e-8  # TF1 AdamOptimizer's default (Keras' is 1e-7)
     train_bn_offsets: bool = True       # legacy: the name-based split leaves bn*/beta untrained
     update_moving_stats: bool = True    # legacy: UPDATE_OPS never ran
-    inference_stats: str = "moving"     # legacy: phase=1 at sampling -> batch statistics
-    recompute_bn_stats: bool = False    # with "moving": recompute them for the sampled weights first
+    sampling_stats: str = "moving"      # G's batch-norm statistics at sampling: see SAMPLING_STATS
     bn_momentum: float = 0.999          # contrib batch_norm's decay
     warmup_d_steps: int = 30            # D-only steps before the first G step
     n_critic: int = 1                   # D steps per G step
@@ -34,13 +37,22 @@ class Preset:
     label_smoothing: float = 0.0        # D's target for real images is 1 - this (sigmoid losses)
     ema_decay: float = 0.0              # sample from an exponential moving average of G's weights (0: off)
 
-    @property
-    def sampling_stats(self):
-        """The batch-norm statistics G samples with: 'batch' (the sampling batch's own),
-        'recomputed' (moving ones recomputed for the sampled weights) or 'moving' (as trained)."""
-        if self.inference_stats == "batch":
-            return "batch"
-        return "recomputed" if self.recompute_bn_stats else "moving"
+    def __post_init__(self):
+        """Reject a field no run could use (a flag or an edited config.json), naming it."""
+        checks = {
+            "pixel_range": len(self.pixel_range) == 2 and self.pixel_range[0] < self.pixel_range[1],
+            "loss": self.loss in losses.LOSSES,
+            "learning_rate": self.learning_rate > 0, "adam_epsilon": self.adam_epsilon > 0,
+            "beta1": 0 <= self.beta1 < 1, "beta2": 0 <= self.beta2 < 1,
+            "sampling_stats": self.sampling_stats in SAMPLING_STATS,
+            "bn_momentum": 0 <= self.bn_momentum < 1,
+            "warmup_d_steps": self.warmup_d_steps >= 0, "n_critic": self.n_critic >= 1,
+            "clip": self.clip >= 0, "gp_weight": self.gp_weight >= 0,
+            "label_smoothing": 0 <= self.label_smoothing < 1, "ema_decay": 0 <= self.ema_decay < 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError("invalid preset " + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad))
 
     def with_loss(self, name):
         """Switch the loss and take that loss's usual schedule (critic steps, clipping, penalty)."""
@@ -56,18 +68,24 @@ class Preset:
 
     @classmethod
     def from_dict(cls, data):
+        """A preset from ``to_dict``'s output, also as older runs stored it in RUN/config.json
+        (two fields, ``inference_stats`` and ``recompute_bn_stats``, for ``sampling_stats``)."""
         data = dict(data)
         data["pixel_range"] = tuple(data["pixel_range"])
+        if "inference_stats" in data:
+            recompute = data.pop("recompute_bn_stats", False)
+            batch = data.pop("inference_stats") == "batch"
+            data["sampling_stats"] = "batch" if batch else "recomputed" if recompute else "moving"
         return cls(**data)
 
 
 PRESETS = {  # the DCGAN-style GANModel, the product's main model
     "legacy": Preset(
         name="legacy", model="dcgan", pixel_range=(0.0, 1.0), loss="legacy", learning_rate=5e-4,
-        beta1=0.9, train_bn_offsets=False, update_moving_stats=False, inference_stats="batch"),
+        beta1=0.9, train_bn_offsets=False, update_moving_stats=False, sampling_stats="batch"),
     "default": Preset(
         name="default", model="dcgan", pixel_range=(0.0, 1.0), loss="nonsaturating",
-        learning_rate=2e-4, beta1=0.5, bn_momentum=0.99, recompute_bn_stats=True),
+        learning_rate=2e-4, beta1=0.5, bn_momentum=0.99, sampling_stats="recomputed"),
 }
 
 WGAN_PRESETS = {  # the legacy WGANModel: sigmoid generator, so pixels stay in [0, 1]

@@ -25,8 +25,13 @@ import sys
 import tensorflow as tf
 
 from genmnist.errors import UserError
-from genmnist.models import (build_discriminator, build_generator, build_wgan_critic, build_wgan_generator,
-                             prepare_for_sampling)
+from genmnist.models import (
+    build_discriminator,
+    build_generator,
+    build_wgan_critic,
+    build_wgan_generator,
+    prepare_for_sampling,
+)
 from genmnist.presets import Preset
 
 CONFIG = "config.json"
@@ -58,7 +63,10 @@ def read_config(run_dir):
                         "pass the --out directory of a training run")
     with open(config_path) as f:
         config = json.load(f)
-    config["preset"] = Preset.from_dict(config["preset"])
+    try:
+        config["preset"] = Preset.from_dict(config["preset"])
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{config_path} holds no usable preset ({err}); was it edited by hand?") from None
     return config
 
 
@@ -86,7 +94,7 @@ def build_models(preset):
     if preset.model == "wgan":
         return build_wgan_generator(), build_wgan_critic(preset.spectral_norm)
     generator = build_generator(update_moving_stats=preset.update_moving_stats,
-                                inference_stats=preset.inference_stats,
+                                inference_stats="batch" if preset.sampling_stats == "batch" else "moving",
                                 bn_momentum=preset.bn_momentum)
     return generator, build_discriminator(preset.spectral_norm)
 
@@ -160,9 +168,14 @@ def newest_readable(manager, candidates=None):
             return checkpoint
         skipped.append(f"{checkpoint} ({reason})")
     if skipped:
-        raise UserError(f"no readable checkpoint in {manager.directory}: {'; '.join(skipped)}; "
-                        "train the run again")
+        raise UserError(f"no readable checkpoint: {'; '.join(skipped)}; train the run again")
     return None
+
+
+def recorded_checkpoints(run_dir):
+    """The checkpoints RUN/checkpoints/checkpoint lists, oldest first (whoever's manager reads them)."""
+    state = tf.train.get_checkpoint_state(path(run_dir, CHECKPOINTS))
+    return list(state.all_model_checkpoint_paths) if state else []
 
 
 def checkpoint_bytes(manager):
@@ -219,7 +232,9 @@ def save_checkpoint(manager, number):
 
 
 def restore_generator(run_dir, average=True, step=None):
-    """The generator of a run's newest readable checkpoint (or of ``ckpt-STEP``) exactly as saved, and the preset.
+    """(generator, preset) of a run's newest readable checkpoint (or of ``ckpt-STEP``), exactly as saved:
+    batch-norm statistics as trained, whatever the preset samples with.  For code that sets the
+    statistics itself (the benchmarks); to draw samples use :func:`load_generator`.
 
     That is G's weight average when the run keeps one, unless ``average`` is False
     (G's own weights: what the benchmarks compare the average against).
@@ -242,7 +257,8 @@ def restore_generator(run_dir, average=True, step=None):
 
 
 def load_generator(run_dir, average=True, step=None):
-    """What a run samples from: :func:`restore_generator` with the batch-norm statistics
-    its preset samples with (see ``models.prepare_for_sampling``)."""
+    """(generator, preset) ready to sample: :func:`restore_generator`, then the batch-norm
+    statistics its preset samples with (``preset.sampling_stats``; recomputed ones cost a few
+    forward passes).  What genmnist.sample and genmnist.evaluate use."""
     generator, preset = restore_generator(run_dir, average, step)
     return prepare_for_sampling(generator, preset), preset

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from genmnist import argtypes, images, rundir
+from genmnist import TF_LOG_HINT, argtypes, images, rundir
 from genmnist.errors import UserError, exit_on_user_error
 from genmnist.models import Z_DIM
 
@@ -45,7 +45,7 @@ def write(pixels, out):
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        prog="python -m genmnist.sample", description=__doc__.splitlines()[0],
+        prog="python -m genmnist.sample", description=__doc__.splitlines()[0], epilog=TF_LOG_HINT,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", required=True, help="run directory written by genmnist.train (its --out)")
     p.add_argument("--num", type=argtypes.positive_int, default=64, help="how many images")

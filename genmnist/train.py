@@ -23,9 +23,9 @@ if __name__ == "__main__":
 import keras
 import tensorflow as tf
 
-from genmnist import argtypes, loop, rundir
+from genmnist import TF_LOG_HINT, argtypes, loop, rundir
 from genmnist.data import load_mnist
-from genmnist.distribute import chief_of, make_strategy, split_cpu
+from genmnist.distribute import WORKER_LOST, chief_of, make_strategy, split_cpu
 from genmnist.export import export_generator
 from genmnist.losses import USER_LOSSES
 from genmnist.presets import MODELS, PRESETS, get_preset
@@ -37,7 +37,7 @@ def parse_args(argv=None):
         description="Train the legacy DCGAN-style MNIST GAN on TensorFlow 2. Writes checkpoints, "
                     "sample grids at the legacy milestones (0, 10, .., 100, 200, .., 1000, 2000, ..), "
                     "a progress GIF, TensorBoard logs and an exported generator into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=TF_LOG_HINT, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="'legacy' reproduces the legacy code, bugs included (pixels in [0, 1], raw-log "
                         "losses, untrained batch-norm offsets, batch statistics at sampling); 'default' "
@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None,
-                   help="what real pixels are scaled to (default: the preset's; legacy 0,1, default -1,1)")
+                   help="what real pixels are scaled to (default: the preset's, 0,1 in every preset)")
     p.add_argument("--label-smoothing", type=argtypes.fraction, default=None,
                    help="one-sided label smoothing: D's target for real images is 1 - this "
                         "(minimax/nonsaturating losses; default: the preset's)")
@@ -134,11 +134,14 @@ def _run_config(args):
     preset = get_preset(args.model, args.preset)
     if args.loss:
         preset = preset.with_loss(args.loss)
-    preset = preset.replace(learning_rate=args.learning_rate, beta1=args.beta1, n_critic=args.n_critic,
-                            clip=args.clip, gp_weight=args.gp_weight,
-                            spectral_norm=args.spectral_norm or None,
-                            label_smoothing=args.label_smoothing, ema_decay=args.ema,
-                            pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range else None)
+    try:
+        preset = preset.replace(learning_rate=args.learning_rate, beta1=args.beta1, n_critic=args.n_critic,
+                                clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
+                                label_smoothing=args.label_smoothing, ema_decay=args.ema,
+                                pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range
+                                else None)
+    except ValueError as err:  # the preset names the field; the flag has the same name
+        raise UserError(str(err)) from None
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "init_from": os.path.abspath(args.init_from) if args.init_from else None,
@@ -150,8 +153,10 @@ def train(args):
     config = _run_config(args)
     preset, seed, total = config["preset"], config["seed"], config["steps"]
     loop.seed_everything(preset, seed)
+    # Before anything starts TensorFlow: a multi-worker strategy must configure collective ops first.
+    strategy = make_strategy(args.strategy)
     data = load_mnist(config["data_dir"], "train").images
-    run = loop.build_run(config, args.out, make_strategy(args.strategy), args.keep_checkpoints or None, args.resume)
+    run = loop.build_run(config, args.out, strategy, args.keep_checkpoints or None, args.resume)
     if run.start >= total:
         print(f"{args.out} is already at step {run.start} of {total}; raise --steps to train further",
               file=sys.stderr)
@@ -176,6 +181,11 @@ def train(args):
               "The legacy preset's raw-log losses do this once D saturates; --preset default uses stable losses.",
               file=sys.stderr)
         return 3
+    except WORKER_LOST as err:
+        last = tf.train.latest_checkpoint(rundir.path(args.out, rundir.CHECKPOINTS))
+        print(f"error: lost another worker ({type(err).__name__} in a collective op); last checkpoint: {last}. "
+              "Start every worker again with the same command plus --resume", file=sys.stderr)
+        return 4
     hooks.checkpoint("final")
     hooks.writer.flush()
     if run.chief and not args.no_export:

@@ -11,7 +11,7 @@ the updated D, which is exactly what the legacy graph computed with two
 import keras
 import tensorflow as tf
 
-from genmnist import losses
+from genmnist import double_backprop, losses
 from genmnist.models import BatchNorm, prepare_for_sampling
 
 
@@ -51,6 +51,37 @@ class FusedAdam(keras.optimizers.Adam):
             grad=tf.cast(gradient, dtype))
 
 
+class WeightAverage:
+    """An exponential moving average of G's weights (``--ema``): what a run samples and exports from.
+
+    Training never reads it, so one run measures G with and without it.
+    """
+
+    def __init__(self, generator, decay, strategy):
+        self.generator, self.decay = generator, decay
+        with strategy.scope():
+            self.average = keras.models.clone_model(generator)
+        self.restart()
+
+    def restart(self):
+        """Start from G's current weights."""
+        self.average.set_weights(self.generator.get_weights())
+
+    def update(self, g_steps):
+        """Average the trainable weights; copy the batch-norm moving statistics as they are.
+
+        The decay warms up as in ``tf.train.ExponentialMovingAverage(num_updates=t)``:
+        min(decay, (1 + t) / (10 + t)) after G step t, so early on the average follows G
+        instead of holding the random initial weights for ~1/(1 - decay) steps.
+        """
+        t = tf.cast(g_steps, tf.float32)
+        decay = tf.minimum(self.decay, (1.0 + t) / (10.0 + t))
+        for average, live in zip(self.average.trainable_variables, self.generator.trainable_variables):
+            average.assign(decay * average + (1.0 - decay) * live)
+        for average, live in zip(self.average.non_trainable_variables, self.generator.non_trainable_variables):
+            average.assign(live)
+
+
 class GANTrainer:
     """Optimizers plus the compiled steps for one (generator, discriminator, preset) triple."""
 
@@ -63,10 +94,6 @@ class GANTrainer:
         """
         self.strategy = strategy or tf.distribute.get_strategy()
         self.loss_scale = 1.0 / self.strategy.num_replicas_in_sync
-        try:  # replicas on this worker (the default strategy has no worker_devices)
-            self.local_replicas = len(self.strategy.extended.worker_devices)
-        except RuntimeError:
-            self.local_replicas = 1
         self.generator = generator
         self.discriminator = discriminator
         self.preset = preset
@@ -90,11 +117,8 @@ class GANTrainer:
                 raise ValueError("label smoothing applies to the minimax and nonsaturating losses only")
             self.loss_options["real_label"] = 1.0 - preset.label_smoothing
         # What samples are drawn from: G itself, or a moving average of its weights.
-        self.sampler = generator
-        if preset.ema_decay:
-            with self.strategy.scope():
-                self.sampler = keras.models.clone_model(generator)
-            self.sync_sampler()
+        self.ema = WeightAverage(generator, preset.ema_decay, self.strategy) if preset.ema_decay else None
+        self.sampler = self.ema.average if self.ema else generator
         self.discriminator_step = tf.function(lambda real, z: self._on_replicas(self._discriminator_step, real, z))
         self.train_step = tf.function(self._distributed_train_step)
 
@@ -109,8 +133,8 @@ class GANTrainer:
 
     def sync_sampler(self):
         """Start the weight average from G's current weights (after G's weights were replaced)."""
-        if self.sampler is not self.generator:
-            self.sampler.set_weights(self.generator.get_weights())
+        if self.ema:
+            self.ema.restart()
 
     def _on_replicas(self, step, real, z):
         """Run ``step`` on every replica's slice of the batch; average the reported metrics."""
@@ -121,8 +145,8 @@ class GANTrainer:
 
     def _distributed_train_step(self, real, z):
         metrics = self._on_replicas(self._train_step, real, z)
-        if self.preset.ema_decay:
-            self._update_ema()  # in cross-replica context: one update of the mirrored average
+        if self.ema:
+            self.ema.update(self.g_optimizer.iterations)  # in cross-replica context: one update of the mirror
         return metrics
 
     def adam(self, variables, optimizer=FusedAdam):
@@ -136,22 +160,23 @@ class GANTrainer:
         """u ~ U(0, 1) for every D step of this call and every example of the global batch.
 
         [n_critic, batch, 1, 1, 1], or per element [n_critic, batch, 28, 28, 1] for the
-        legacy WGANModel's penalty.  Drawn in cross-replica context; each replica slices its part.
+        legacy WGANModel's penalty.  Drawn in cross-replica context on every worker alike (same
+        seed, same draws); each replica slices its part.  Replicas hold equal slices of the batch.
         """
         local = self.strategy.experimental_local_results(real)
-        batch = tf.add_n([tf.shape(t)[0] for t in local])
+        batch = tf.shape(local[0])[0] * self.strategy.num_replicas_in_sync
         per_example = tf.shape(local[0])[1:] if self.preset.legacy_gradient_penalty else [1, 1, 1]
         return self.rng.uniform(tf.concat([[self.preset.n_critic, batch], per_example], 0))
 
     def _replica_slice(self, u, real):
-        """This replica's rows of ``u``: replicas take consecutive slices of the (worker's) batch."""
+        """This replica's rows of ``u``: replicas (over all workers) take consecutive slices of the batch."""
         context = tf.distribute.get_replica_context()
-        start = (context.replica_id_in_sync_group % self.local_replicas) * tf.shape(real)[0]
+        start = context.replica_id_in_sync_group * tf.shape(real)[0]
         return u[:, start:start + tf.shape(real)[0]]
 
     def _penalty(self, real, fake, u):
         axes = [1] if self.preset.legacy_gradient_penalty else [1, 2, 3]  # legacy: norm over axis 1 only
-        return self.preset.gp_weight * losses.gradient_penalty(self.discriminator, real, fake, u, axes)
+        return self.preset.gp_weight * double_backprop.gradient_penalty(self.discriminator, real, fake, u, axes)
 
     def _clip_discriminator(self):
         """WGAN weight clipping, applied once per variable in cross-replica context (mirrored copies stay equal)."""
@@ -212,17 +237,3 @@ class GANTrainer:
         grads = tape.gradient(scaled, self.g_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.g_variables))
         return {**metrics, "g_loss": g_loss}
-
-    def _update_ema(self):
-        """Average the trainable weights; copy the batch-norm moving statistics as they are.
-
-        The decay warms up as in ``tf.train.ExponentialMovingAverage(num_updates=t)``:
-        min(decay, (1 + t) / (10 + t)) at G step t, so early on the average follows G
-        instead of holding the random initial weights for ~1/(1 - decay) steps.
-        """
-        t = tf.cast(self.g_optimizer.iterations, tf.float32)
-        decay = tf.minimum(self.preset.ema_decay, (1.0 + t) / (10.0 + t))
-        for average, live in zip(self.sampler.trainable_variables, self.generator.trainable_variables):
-            average.assign(decay * average + (1.0 - decay) * live)
-        for average, live in zip(self.sampler.non_trainable_variables, self.generator.non_trainable_variables):
-            average.assign(live)

@@ -9,6 +9,8 @@ from a fresh permutation, and the tail that did not fill a batch is skipped.
 
 import numpy as np
 
+from genmnist.models import Z_DIM
+
 
 class LegacyBatcher:
     """Stateful ``next_batch()`` over ``images`` (first axis = examples)."""
@@ -40,6 +42,6 @@ def legacy_pixels(images, rng):
     return (flat / 255.0).astype(np.float32)
 
 
-def legacy_z(rng, batch_size, z_dim=100):
+def legacy_z(rng, batch_size, z_dim=Z_DIM):
     """z ~ N(0, 1) drawn in float64 as ``np.random.normal`` did, fed as float32."""
     return rng.normal(0.0, 1.0, size=(batch_size, z_dim)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""``GANModel`` and ``WGANModel`` exactly as LEGACY_SPEC.md describes them, in tf.compat.v1 graphs.
+"""``GANModel`` and ``WGANModel`` exactly as docs/legacy.md describes them, in tf.compat.v1 graphs.
 
 Each model builds into its own ``tf.Graph`` (never the global default and
 never ``disable_eager_execution``), so genmnist's eager/Keras code keeps
@@ -9,8 +9,9 @@ reimplements the semantics the legacy graph relied on.
 
 import tensorflow as tf
 
+from genmnist.models import Z_DIM
+
 v1 = tf.compat.v1
-Z_DIM = 100
 
 
 def session_config():

@@ -95,7 +95,7 @@ def plain_arithmetic():
 
 from genmnist import losses, rundir  # noqa: E402
 from genmnist.errors import exit_on_user_error  # noqa: E402
-from genmnist.models import legacy_variables  # noqa: E402
+from genmnist.models import Z_DIM, legacy_variables  # noqa: E402
 from genmnist.presets import PRESETS, WGAN_PRESETS  # noqa: E402
 from genmnist.training import GANTrainer  # noqa: E402
 from legacy_v1.batching import LegacyBatcher, legacy_z  # noqa: E402
@@ -117,7 +117,7 @@ WGAN_GRADIENTS = (1e-5, 2e-6)
 # WGAN-GP teacher-forced iteration (5 critic steps, then a G step; lr 1e-4).  Losses: rtol 1e-4.
 # The loss compared is the last critic step's, after 4 untethered critic updates in which rounding
 # alone moves near-zero-gradient elements by up to lr (below): measured up to 1.9e-5 relative (quick
-# mode, batch 16, on a 2-core Xeon VM; 7.8e-6 in the full run elsewhere), while a critic lr 10% off
+# mode, batch 16; 7.8e-6 in a full run), while a critic lr 10% off
 # moves it by 0.13 (tests/test_parity.py).
 # Weights: Adam normalises each gradient element by its own running RMS, so an element whose
 # gradient is ~0 steps by up to lr either way on rounding alone; in the 6.4M-element g_w2 a few
@@ -396,6 +396,7 @@ class WganPair:
 
     def __init__(self, batch_size, seed):
         import keras
+
         from legacy_v1.model import WGANModel
         self.preset = p = WGAN_PRESETS["legacy"]
         self.v1 = WGANModel(batch_size, p.learning_rate, p.beta1, p.beta2, p.gp_weight, seed=seed)
@@ -459,7 +460,7 @@ def run_wgan(batch_size=64, steps=10, seed=0, data_dir=None, free_running=True):
     n_critic = WGAN_PRESETS["legacy"].n_critic
     pixels = real_pixels(data_dir, batch_size * (steps + 1), rng).reshape(-1, batch_size, 28, 28, 1)
     z, u = legacy_z(rng, batch_size), rng.random(pixels[0].shape).astype(np.float32)
-    zs = rng.standard_normal((steps, n_critic, batch_size, 100)).astype(np.float32)
+    zs = rng.standard_normal((steps, n_critic, batch_size, Z_DIM)).astype(np.float32)
     us = rng.random((steps, n_critic, *pixels[0].shape)).astype(np.float32)
     pair = WganPair(batch_size, seed)
     rows = wgan_stages_1_to_3(pair, pixels[0], z, u)

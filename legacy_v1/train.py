@@ -66,6 +66,7 @@ def parse_args(argv=None):
 
 def train(args):
     import tensorflow as tf  # after argparse so --help is fast
+
     from genmnist.data import load_mnist
     from legacy_v1.batching import LegacyBatcher, legacy_pixels, legacy_z
     from legacy_v1.model import GANModel

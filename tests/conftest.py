@@ -1,8 +1,6 @@
 """Shared fixtures: tiny MNIST-format data written to tmp dirs, and the real data when present."""
 
-import gzip
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +13,9 @@ import pytest
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import genmnist  # noqa: F401,E402  (sets TensorFlow's log level before TF is imported)
+from genmnist import data  # noqa: E402
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+REAL_MNIST = Path(data.REAL_MNIST)
 
 
 def fake_digits(n, seed=0):
@@ -29,23 +28,9 @@ def fake_digits(n, seed=0):
     return images, labels
 
 
-def idx_bytes(array, magic):
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def write_idx_dir(directory, n=256, seed=0, compress=True, prefix="train"):
     images, labels = fake_digits(n, seed)
-    os.makedirs(directory, exist_ok=True)
-    for name, array, magic in ((f"{prefix}-images-idx3-ubyte", images, 2051),
-                               (f"{prefix}-labels-idx1-ubyte", labels, 2049)):
-        data = idx_bytes(array, magic)
-        if compress:
-            with gzip.open(os.path.join(directory, name + ".gz"), "wb") as f:
-                f.write(data)
-        else:
-            with open(os.path.join(directory, name), "wb") as f:
-                f.write(data)
+    data.write_split(str(directory), {"train": "train", "t10k": "test"}[prefix], images, labels, compress)
     return images, labels
 
 

@@ -1,15 +1,8 @@
 """bench/gan_family.py --collect: parts run on several machines merge into one table, machines kept."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
-SPEC = importlib.util.spec_from_file_location("bench_gan_family", BENCH / "gan_family.py")
-gan_family = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(gan_family)
+from bench import common, gan_family
 
 
 def _write(path, machine, rows):
@@ -81,7 +74,7 @@ def test_spectral_norm_rows_are_their_own_runs_and_table_rows(tmp_path):
 def test_a_run_killed_part_way_is_resumed_and_a_finished_one_is_not_retrained(tmp_path, monkeypatch):
     import subprocess
     calls = []
-    monkeypatch.setattr(gan_family.subprocess, "run",
+    monkeypatch.setattr(common.subprocess, "run",
                         lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     run = tmp_path / "dcgan-hinge-seed0-500"
     assert gan_family.train(str(run), "dcgan", "hinge", 0, 500, "data")[1] is not None  # new: timed

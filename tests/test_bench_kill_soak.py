@@ -1,15 +1,10 @@
 """bench/kill_soak.py: where a kill landed is read off the files it left, and the report renders."""
 
-import importlib.util
 import os
-from pathlib import Path
 
 import tensorflow as tf
 
-SPEC = importlib.util.spec_from_file_location("bench_kill_soak",
-                                              Path(__file__).resolve().parents[1] / "bench" / "kill_soak.py")
-soak = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(soak)
+from bench import kill_soak as soak
 
 
 def run_with_one_checkpoint(tmp_path):

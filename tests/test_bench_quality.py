@@ -1,14 +1,6 @@
 """bench/quality.py: the time-to-legacy-quality line picks the first budget that matches both metrics."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
-SPEC = importlib.util.spec_from_file_location("bench_quality", BENCH / "quality.py")
-quality = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(quality)
+from bench import common, quality
 
 
 def _row(preset, steps, score, fd, seconds, sampling="preset"):
@@ -37,9 +29,9 @@ def test_time_to_quality_not_reached_and_no_baseline():
 
 def test_each_preset_is_scored_in_its_own_sampling_mode_first_then_the_others():
     from genmnist.presets import PRESETS
-    assert quality.sampling_modes(PRESETS["legacy"]) == ["batch", "moving", "recomputed"]
-    assert quality.sampling_modes(PRESETS["default"]) == ["recomputed", "moving", "batch"]
-    assert quality.sampling_modes(PRESETS["default"].replace(recompute_bn_stats=False)) == \
+    assert common.sampling_modes(PRESETS["legacy"]) == ["batch", "moving", "recomputed"]
+    assert common.sampling_modes(PRESETS["default"]) == ["recomputed", "moving", "batch"]
+    assert common.sampling_modes(PRESETS["default"].replace(sampling_stats="moving")) == \
         ["moving", "recomputed", "batch"]
 
 

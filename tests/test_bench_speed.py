@@ -1,15 +1,9 @@
 """bench/speed.py: the FLOP count from layer shapes matches a hand count, and the report renders."""
 
-import importlib.util
-from pathlib import Path
-
+from bench import speed
 from genmnist.models import build_discriminator, build_generator
 
-SPEC = importlib.util.spec_from_file_location("bench_speed", Path(__file__).resolve().parents[1] / "bench" / "speed.py")
-speed = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(speed)
-
-# Per example, by hand from LEGACY_SPEC's shapes: dense in*out, conv out_pixels*k*k*cin*cout,
+# Per example, by hand from the legacy shapes (docs/legacy.md): dense in*out, conv out_pixels*k*k*cin*cout,
 # transposed conv in_pixels*k*k*cin*cout.
 G_MACS = [100 * 1024, 1024 * 3136, 7 * 7 * 25 * 64 * 32, 14 * 14 * 25 * 32 * 16, 28 * 28 * 16]
 D_MACS = [28 * 28 * 25 * 32, 14 * 14 * 25 * 32 * 64, 3136 * 1024, 1024]
@@ -50,12 +44,14 @@ def _fake_info():
         "loop": {"items": items, "total_overhead_share": 0.001, "step_s_in_loop": 0.5, "loop_steps": 3,
                  "sample_s_first_last": [0.1, 0.2], "input_produce_s_per_batch": 0.001,
                  "input_produce_share_of_step": 0.002},
-        "targets": {"ratio": [0.8, 0.9, True]}, "wall_s": 10.0}
+        "targets": {"ratio": [0.8, 0.9, True]}, "wall_s": 10.0,
+        "penalty_step": {"rows": {n: {"step_s": 0.2, "cpu_s": 0.2, "ratio": 1.5, "cpu_ratio": 1.7}
+                                  for n in ("no penalty", "penalty")}, "target": 2.5, "met": True}}
 
 
 def test_markdown_report_renders_every_section():
     text = speed.markdown(_fake_info())
-    for heading in ("## Training step", "## Sampling", "## Loop overhead", "## Targets"):
+    for heading in ("## Training step", "## Sampling", "## Loop overhead", "## Targets", "## WGAN-GP critic step"):
         assert heading in text
     assert "| genmnist XLA |" in text
     table = [line for line in text.splitlines() if line.startswith("| variant")][0]

@@ -8,9 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import fake_digits, idx_bytes, write_idx_dir
 from genmnist import data
+from genmnist.data import idx_bytes
 from genmnist.errors import UserError
+
+from conftest import fake_digits, write_idx_dir
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -24,7 +26,7 @@ def test_idx_files_are_read_gzipped_or_not(tmp_path, compress):
 @pytest.mark.parametrize("header", [True, False])
 def test_legacy_csv_with_or_without_header(tmp_path, header):
     images, labels = fake_digits(5)
-    rows = [",".join(map(str, [l, *img.ravel()])) for img, l in zip(images, labels)]
+    rows = [",".join(map(str, [label, *img.ravel()])) for img, label in zip(images, labels)]
     if header:
         rows.insert(0, "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29)))
     (tmp_path / "mnist_train.csv").write_text("\n".join(rows) + "\n")
@@ -59,15 +61,15 @@ def _write(path, payload, compress=True):
 def test_bad_inputs_raise_a_one_line_error_naming_the_file(tmp_path, case, match):
     images, labels = fake_digits(4)
     target = tmp_path / "train-images-idx3-ubyte.gz"
-    good = idx_bytes(images, 2051)
+    good = idx_bytes(images)
     if case == "truncated":
         _write(target, good[:-10])
     elif case == "header_only":
         _write(target, good[:6])
     elif case == "wrong_magic":
-        _write(target, idx_bytes(labels, 2049))
+        _write(target, idx_bytes(labels))
     elif case == "wrong_shape":
-        _write(target, idx_bytes(np.zeros((2, 32, 32), np.uint8), 2051))
+        _write(target, idx_bytes(np.zeros((2, 32, 32), np.uint8)))
     elif case == "not_gzip":
         target.write_bytes(b"plain bytes, not gzip")
     elif case == "damaged_deflate":  # a bit error inside the compressed stream: zlib, not gzip, notices
@@ -78,7 +80,7 @@ def test_bad_inputs_raise_a_one_line_error_naming_the_file(tmp_path, case, match
         _write(target, good)
     elif case == "labels_mismatch":
         _write(target, good)
-        _write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(labels[:3], 2049))
+        _write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(labels[:3]))
     elif case.startswith("csv"):
         row = {"csv_short_row": "1," + ",".join(["0"] * 9),
                "csv_not_integer": "1," + ",".join(["0.5"] * 784),
@@ -103,6 +105,7 @@ def test_tfds_failure_offline_becomes_a_user_error(monkeypatch):
     assert "\n" not in str(err.value) and "Failed to resolve" in str(err.value)
 
 
+@pytest.mark.slow
 def test_cli_bad_data_dir_exits_2_with_one_line_and_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "genmnist.train", "--data-dir", str(tmp_path / "missing"),
@@ -110,7 +113,7 @@ def test_cli_bad_data_dir_exits_2_with_one_line_and_no_traceback(tmp_path):
         capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    error_lines = [l for l in result.stderr.splitlines() if l.startswith("genmnist.train: error:")]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("genmnist.train: error:")]
     assert len(error_lines) == 1 and "missing" in error_lines[0]
 
 

@@ -5,10 +5,7 @@ classifier score of known p(y|x)), the CLI against .npz and PNG inputs, and the
 classifier cache against a fake trainer, so nothing here trains the real network.
 """
 
-import gzip
 import json
-import os
-import struct
 from pathlib import Path
 
 import cv2
@@ -18,7 +15,7 @@ import pytest
 import genmnist  # noqa: F401  (TF log level)
 from genmnist import classifier as C
 from genmnist import evaluate as E
-from genmnist.data import MnistSplit
+from genmnist.data import MnistSplit, write_split
 from genmnist.errors import UserError
 
 REAL_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
@@ -42,15 +39,6 @@ def digits(n, seed=0, shift=0):
         r, c = 2 + 2 * (y // 2) + shift, 4 + 4 * (y % 5)
         images[i, r:r + 8, c:c + 6] = 255
     return MnistSplit(images, labels)
-
-
-def write_idx(directory, train, test):
-    os.makedirs(directory, exist_ok=True)
-    for prefix, split in (("train", train), ("t10k", test)):
-        with gzip.open(os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"), "wb") as f:
-            f.write(struct.pack(">IIII", 2051, len(split.images), 28, 28) + split.images.tobytes())
-        with gzip.open(os.path.join(directory, f"{prefix}-labels-idx1-ubyte.gz"), "wb") as f:
-            f.write(struct.pack(">II", 2049, len(split.labels)) + split.labels.tobytes())
 
 
 # ------------------------------------------------------------------ metrics
@@ -152,7 +140,8 @@ def test_channel_axis_is_accepted(tiny):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("mnist")
-    write_idx(directory, digits(400, seed=3), digits(200, seed=4))
+    write_split(str(directory), "train", *digits(400, seed=3))
+    write_split(str(directory), "test", *digits(200, seed=4))
     return str(directory)
 
 

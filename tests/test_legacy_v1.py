@@ -100,6 +100,7 @@ def _write_csv(path, count, seed):
     np.savetxt(path, rows, fmt="%d", delimiter=",", header=header, comments="")
 
 
+@pytest.mark.slow
 def test_train_and_predict_on_tiny_csv(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
@@ -141,6 +142,7 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert "no TF checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_init_from_loads_the_network_and_losses_csv_has_every_step(tmp_path):
     from genmnist import convert
     data = tmp_path / "data"

@@ -1,11 +1,16 @@
-"""The Keras models against LEGACY_SPEC.md: names, shapes, parameter counts, init, batch norm."""
+"""The Keras models against docs/legacy.md: names, shapes, parameter counts, init, batch norm."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist.models import (BatchNorm, build_discriminator, build_generator, legacy_variables,
-                             recompute_batch_norm_stats)
+from genmnist.models import (
+    BatchNorm,
+    build_discriminator,
+    build_generator,
+    legacy_variables,
+    recompute_batch_norm_stats,
+)
 
 SPEC_SHAPES = {
     "g_w1": (100, 1024), "g_b1": (1024,), "g_w2": (1024, 3136), "g_b2": (3136,),

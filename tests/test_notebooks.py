@@ -8,7 +8,6 @@ number fails the notebook, and a notebook whose checks were silently dropped fai
 """
 
 import importlib.util
-import os
 import re
 from pathlib import Path
 
@@ -58,6 +57,7 @@ def executed(tmp_path_factory):
     return {path.name: result for path, result in results.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MIN_CHECKS))
 def test_notebook_runs_in_quick_mode(executed, name):
     nb, seconds = executed[name]
@@ -87,24 +87,20 @@ def test_saved_notebook_keeps_its_outputs(name):
     assert re.search(r"^\d+ checks passed", _stdout(nb), re.M), f"{name} was saved before its last cell ran"
 
 
-def _data_cell(name):
+@pytest.mark.parametrize("name", ["02_train_mnist.ipynb", "03_porting_from_tf1.ipynb"])
+def test_data_notebooks_find_mnist_through_the_package(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    cells = [c.source for c in nb.cells if c.cell_type == "code" and "def find_mnist" in c.source]
-    assert len(cells) == 1, f"{name} should have exactly one data cell"
-    return cells[0]
-
-
-def test_data_cells_are_identical():
-    assert _data_cell("02_train_mnist.ipynb") == _data_cell("03_porting_from_tf1.ipynb")
+    cells = [c.source for c in nb.cells if c.cell_type == "code" and "find_mnist(WORK)" in c.source]
+    assert len(cells) == 1 and "def " not in cells[0], f"{name}: one data cell, calling genmnist.data.find_mnist"
 
 
 def test_synthetic_fallback_is_labelled_and_loadable(tmp_path, monkeypatch):
     """Without MNIST the notebooks fall back to typed digits, written as IDX files and loudly labelled."""
+    from genmnist.data import find_mnist, load_mnist
     monkeypatch.setenv("GENMNIST_DATA", "synthetic")
-    namespace = {"os": os, "np": np, "Path": Path, "ROOT": ROOT, "WORK": tmp_path}
-    exec(_data_cell("02_train_mnist.ipynb"), namespace)  # noqa: S102  (the notebook's own cell)
-    assert namespace["SYNTHETIC"] and namespace["DATA_SOURCE"].startswith("SYNTHETIC FALLBACK, NOT MNIST")
-    train, test = namespace["train"], namespace["test"]
+    directory, source = find_mnist(tmp_path)
+    assert source.startswith("SYNTHETIC FALLBACK, NOT MNIST")
+    train, test = load_mnist(directory, "train"), load_mnist(directory, "test")
     assert train.images.shape == (6000, 28, 28) and test.images.shape == (1000, 28, 28)
     assert train.images.dtype == np.uint8 and train.images.max() == 255
     counts = np.bincount(train.labels, minlength=10)

@@ -19,6 +19,7 @@ from legacy_v1.batching import legacy_z  # noqa: E402
 from legacy_v1.model import GANModel  # noqa: E402
 
 
+@pytest.mark.slow
 def test_all_stages_pass_at_small_scale():
     rows = parity.run(batch_size=8, steps=3, seed=1, warmup=3, wgan_steps=2)
     failed = [r.line() for r in rows if not r.ok]
@@ -46,6 +47,7 @@ def _wgan_step_rows(critic_lr_factor):
     return parity.wgan_training(pair, real, zs, us, forced=True)
 
 
+@pytest.mark.slow
 def test_wgan_step_stage_catches_a_wrong_critic_learning_rate():
     """The teacher-forced WGAN-GP stage fails when v2's critic Adam differs (lr x 2), and its
     loss tolerance still rejects a critic lr only 10% off."""
@@ -135,6 +137,7 @@ def test_convert_lists_unknown_and_missing_names(legacy_checkpoint, tmp_path, ca
     assert not (tmp_path / "run2").exists()
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table_and_exits_1_past_tolerance(monkeypatch, capsys):
     monkeypatch.setitem(parity.TOLERANCES, "gradients", (0.0, 0.0))  # rounding-level differences now fail
     assert parity.main(["--batch-size", "4", "--steps", "1", "--warmup-d-steps", "1", "--wgan-steps", "1"]) == 1

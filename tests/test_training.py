@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from genmnist import rundir
-from genmnist.loop import is_milestone
+from genmnist.loop import Schedule, is_milestone
 from genmnist.models import BatchNorm, legacy_variables
 from genmnist.presets import PRESETS
 from genmnist.training import FusedAdam, GANTrainer
@@ -68,6 +68,16 @@ def test_adam_matches_the_legacy_hyperparameters():
 def test_milestones_follow_the_legacy_display_cadence():
     assert [i for i in range(2500) if is_milestone(i)] == (
         [0] + list(range(10, 100, 10)) + list(range(100, 1000, 100)) + [1000, 2000])
+
+
+def test_schedule_runs_each_hook_at_its_cadence():
+    s = Schedule(total=25, log_every=10, checkpoint_every=10, sample_every=7, eval_every=20)
+    assert [d for d in range(1, 26) if s.log_due(d)] == [10, 20, 25]  # the last step is always logged
+    # grids (by iteration): the milestones 0, 10, 20, every 7th step done, and the last iteration
+    assert [i for i in range(25) if s.grid_due(i)] == [0, 6, 10, 13, 20, 24]
+    assert [d for d in range(1, 26) if s.eval_due(d)] == [20, 25]
+    assert [d for d in range(1, 26) if s.checkpoint_due(d)] == [10, 20]  # the final one is not periodic
+    assert not any(Schedule(25).eval_due(d) for d in range(1, 26))
 
 
 def test_fused_adam_follows_keras_adam():

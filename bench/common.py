@@ -1,0 +1,114 @@
+"""What the benchmarks share: where things are, the machine line, training runs and scoring.
+
+Training runs are ``python -m genmnist.train`` subprocesses (one per run, as a user
+would start them), so a benchmark measures the command line itself.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+import time
+
+from genmnist import evaluate, rundir, sample
+from genmnist.classifier import get_classifier
+from genmnist.data import load_mnist
+from genmnist.models import BatchNorm, recompute_batch_norm_stats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.path.join(ROOT, "..", "shared", "data", "mnist")
+RESULTS = os.path.join(ROOT, "bench", "results")
+# Cores this process may use (a job pinned with taskset gets fewer than the machine has).
+MACHINE = (f"{platform.node()} {platform.machine()}, "
+           f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores, no GPU")
+
+
+def run_module(module, args, log_path=None, append=False, check=False):
+    """``python -m module args`` in the repository; (exit code, wall seconds).
+
+    Output goes to ``log_path`` (stdout and stderr) or, without one, stdout is dropped.
+    """
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", module, *args]
+    if log_path is None:
+        code = subprocess.run(cmd, cwd=ROOT, check=check, stdout=subprocess.DEVNULL).returncode
+    else:
+        with open(log_path, "a" if append else "w") as log:
+            code = subprocess.run(cmd, cwd=ROOT, check=check, stdout=log, stderr=subprocess.STDOUT).returncode
+    return code, time.perf_counter() - start
+
+
+def has_checkpoints(run_dir):
+    return os.path.isdir(rundir.path(run_dir, rundir.CHECKPOINTS))
+
+
+def reached(run_dir, steps):
+    """Whether the run kept a checkpoint of ``steps``."""
+    return os.path.exists(rundir.path(run_dir, rundir.CHECKPOINTS, f"ckpt-{steps}.index"))
+
+
+def train(run_dir, steps, data_dir, flags=(), log_path=None, check=False):
+    """Train ``run_dir`` up to ``steps`` with genmnist.train (no export); (exit code, wall seconds).
+
+    Nothing runs when a checkpoint of ``steps`` exists (0 seconds); a run with earlier
+    checkpoints is resumed, which continues exactly as an uninterrupted run would.
+    """
+    if reached(run_dir, steps):
+        return 0, 0.0
+    resume = has_checkpoints(run_dir)
+    args = ["--out", run_dir, "--steps", str(steps), "--data-dir", data_dir, "--no-export", *flags]
+    return run_module("genmnist.train", args + (["--resume"] if resume else []), log_path, append=resume,
+                      check=check)
+
+
+def scoring_reference(data_dir, num):
+    """The evaluation classifier, the real test split prepared for it, and the real-vs-real
+    metrics of ``num`` train images: what every benchmark row is scored against."""
+    classifier = get_classifier(data_dir)
+    real = evaluate.prepare_real(classifier, load_mnist(data_dir, "test").images)
+    ceiling = evaluate.evaluate_images(load_mnist(data_dir, "train").images[:num], classifier, real)
+    return classifier, real, ceiling
+
+
+def notes(path):
+    """The lines of a hand-written markdown file to append to a results table (none without one)."""
+    if not path:
+        return []
+    with open(path) as f:
+        return [""] + f.read().rstrip().splitlines()
+
+
+def sampling_modes(preset):
+    """The batch-norm statistics a preset samples with, then the others a benchmark compares it with."""
+    own = preset.sampling_stats
+    return [own] + [m for m in ("moving", "recomputed", "batch") if m != own]
+
+
+def evaluate_run(run_dir, classifier, real, num, seed, step=None):
+    """Metrics per sampling variant of the run's latest checkpoint (or of ``step``).
+
+    'preset' is what the run samples from; for batch-norm generators 'bn-MODE' is the
+    same generator normalised otherwise: 'moving' (the moving averages as trained),
+    'recomputed' (statistics recomputed for the final weights) or 'batch' (the sampling
+    batch's own).  A run that keeps a weight average (``--ema``) is also scored on G's
+    own weights ('no-ema ...'): the average does not change training, so one run
+    measures both.
+    """
+    preset = rundir.read_config(run_dir)["preset"]
+    results = {}
+    for average in (True, False) if preset.ema_decay else (True,):
+        generator, preset = rundir.restore_generator(run_dir, average, step)
+        layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
+        modes = sampling_modes(preset) if layers else [None]
+        prefix = "" if average else "no-ema "
+        for mode in sorted(modes, key=["moving", "recomputed", "batch", None].index):  # recompute after 'moving'
+            if mode == "recomputed":
+                recompute_batch_norm_stats(generator)
+            for layer in layers:
+                layer.inference_stats = "batch" if mode == "batch" else "moving"
+            pixels = sample.generate(generator, preset, num, seed)
+            label = "preset" if mode == modes[0] else f"bn-{mode}"
+            results[prefix + label] = evaluate.evaluate_images(pixels, classifier, real)
+            if label == "preset" and not prefix:
+                preset_pixels = pixels
+    return results, preset_pixels

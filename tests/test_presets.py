@@ -1,0 +1,39 @@
+"""Preset: one field for the sampling statistics, old config.json files still read, bad fields rejected."""
+
+import re
+
+import pytest
+
+from genmnist import train
+from genmnist.presets import MODELS, PRESETS, Preset
+
+
+def test_every_preset_survives_its_dict():
+    for presets in MODELS.values():
+        for preset in presets.values():
+            assert Preset.from_dict(preset.to_dict()) == preset
+
+
+@pytest.mark.parametrize("inference_stats, recompute, expected", [
+    ("batch", False, "batch"), ("moving", False, "moving"), ("moving", True, "recomputed")])
+def test_a_config_from_before_sampling_stats_reads_as_the_same_sampling(inference_stats, recompute, expected):
+    old = PRESETS["default"].to_dict()
+    del old["sampling_stats"]
+    old.update(inference_stats=inference_stats, recompute_bn_stats=recompute)
+    assert Preset.from_dict(old) == PRESETS["default"].replace(sampling_stats=expected)
+
+
+@pytest.mark.parametrize("changes", [{"learning_rate": 0.0}, {"beta1": 1.0}, {"sampling_stats": "average"},
+                                     {"loss": "nope"}, {"n_critic": 0}, {"ema_decay": 1.0},
+                                     {"pixel_range": (1.0, -1.0)}, {"label_smoothing": -0.1}])
+def test_a_field_no_run_could_use_is_rejected_by_name(changes):
+    (name, value), = changes.items()
+    with pytest.raises(ValueError, match=re.escape(f"{name}={value!r}")):
+        PRESETS["default"].replace(**changes)
+
+
+def test_the_cli_turns_a_bad_field_into_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--learning-rate", "-0.1", "--out", str(tmp_path / "run"), "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "learning_rate=-0.1" in err and "\n" not in err
