@@ -145,7 +145,7 @@ def test_legacy_train_on_a_damaged_gzip_is_one_line(tmp_path, capsys):
     from legacy_v1 import train as legacy_train
 
     images, _ = fake_digits(4)
-    damaged = bytearray(gzip.compress(idx_bytes(images, 2051)))
+    damaged = bytearray(gzip.compress(idx_bytes(images)))
     damaged[20:28] = bytes(b ^ 0xFF for b in damaged[20:28])
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(bytes(damaged))
     with pytest.raises(SystemExit) as exit_info:

@@ -369,3 +369,16 @@ def test_sigterm_while_starting_up_exits_130_without_a_traceback(tiny_run, tmp_p
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+def test_a_run_stopped_before_its_export_exports_on_resume(tiny_run, tmp_path):
+    import shutil
+
+    from genmnist import train
+    out, data_dir = tiny_run  # trained with --no-export: as if killed after its final checkpoint
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "export.tmp").mkdir()  # a half export of the killed run
+    assert train.main(["--data-dir", data_dir, "--out", str(copy), "--steps", "8", "--resume"]) == 0
+    assert (copy / "export" / "generator.keras").is_file() and (copy / "export" / "saved_model").is_dir()
+    assert not (copy / "export.tmp").exists()
