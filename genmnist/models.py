@@ -38,6 +38,7 @@ class BatchNorm(keras.layers.Layer):
 
     def __init__(self, momentum=0.999, epsilon=1e-5, update_moving_stats=True,
                  inference_stats="moving", fused=True, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # statistics in float32 under a mixed policy too (genmnist.precision)
         super().__init__(**kwargs)
         if inference_stats not in ("moving", "batch"):
             raise ValueError(f"inference_stats must be 'moving' or 'batch', got {inference_stats!r}")
@@ -132,7 +133,7 @@ def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
     for k in range(batches):
         z = tf.random.stateless_normal([batch_size, generator.inputs[0].shape[-1]], seed=[seed, k])
         for total, x in zip(totals, inputs(z, training=True)):
-            mean, variance = tf.nn.moments(x, list(range(len(x.shape) - 1)))
+            mean, variance = tf.nn.moments(tf.cast(x, tf.float32), list(range(len(x.shape) - 1)))
             total[0] += mean
             total[1] += variance
     for layer, (mean, variance) in zip(layers, totals):
@@ -170,7 +171,7 @@ def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="movi
     x = keras.layers.ReLU()(bn(4)(x))
     x = keras.layers.Conv2D(1, 1, padding="same", kernel_initializer=_legacy_init(),
                             bias_initializer=_legacy_init(), name="g_5")(x)
-    images = keras.layers.Activation("tanh", name="tanh")(x)
+    images = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)  # float32 images, any policy
     return keras.Model(z, images, name="generator")
 
 
@@ -180,7 +181,7 @@ def _maybe_spectral(layer, spectral_norm):
         return layer
     name = layer.name
     layer.name = name + "_inner"
-    return keras.layers.SpectralNormalization(layer, name=name)
+    return keras.layers.SpectralNormalization(layer, name=name, dtype=layer.dtype_policy)
 
 
 def build_discriminator(spectral_norm=False):
@@ -200,7 +201,8 @@ def build_discriminator(spectral_norm=False):
     x = keras.layers.AveragePooling2D(2, 2, padding="same")(x)
     x = keras.layers.Flatten()(x)
     x = sn(keras.layers.Dense(1024, activation="relu", kernel_initializer=_legacy_init(), name="d_3"))(x)
-    scores = sn(keras.layers.Dense(1, kernel_initializer=_legacy_init(), name="d_4"))(x)
+    # float32 scores under a mixed policy too: the losses and the gradient penalty work in float32
+    scores = sn(keras.layers.Dense(1, kernel_initializer=_legacy_init(), name="d_4", dtype="float32"))(x)
     return keras.Model(images, scores, name="discriminator")
 
 
@@ -220,7 +222,8 @@ def build_wgan_generator(z_dim=Z_DIM):
                                      **_wgan_init())(x)
     x = keras.layers.Conv2DTranspose(32, 5, strides=2, padding="same", activation="relu", name="g_4",
                                      **_wgan_init())(x)
-    images = keras.layers.Conv2D(1, 1, padding="same", activation="sigmoid", name="g_5", **_wgan_init())(x)
+    images = keras.layers.Conv2D(1, 1, padding="same", activation="sigmoid", name="g_5", dtype="float32",
+                                 **_wgan_init())(x)  # float32 images under a mixed policy too
     return keras.Model(z, images, name="wgan_generator")
 
 
@@ -233,7 +236,7 @@ def build_wgan_critic(spectral_norm=False):
     x = lrelu(sn(keras.layers.Conv2D(128, 5, strides=2, padding="same", name="d_2", **_wgan_init()))(x))
     x = keras.layers.Flatten()(x)
     x = lrelu(sn(keras.layers.Dense(1024, name="d_3", **_wgan_init()))(x))
-    scores = sn(keras.layers.Dense(1, name="d_4", **_wgan_init()))(x)
+    scores = sn(keras.layers.Dense(1, name="d_4", dtype="float32", **_wgan_init()))(x)  # float32 scores
     return keras.Model(images, scores, name="wgan_critic")
 
 

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from genmnist import convert, images, rundir
+from genmnist import convert, images, precision, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.errors import UserError, exit_on_user_error
 from genmnist.export import export_generator
@@ -122,6 +122,12 @@ def parse_args(argv=None):
                         "RUN/eval.csv; the first use trains and caches the MNIST classifier (minutes)")
     p.add_argument("--eval-num", type=int, default=2000, help="samples per evaluation (at least 129)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
+    p.add_argument("--precision", choices=precision.PRECISIONS + (precision.AUTO,), default=precision.DEFAULT,
+                   help="float32, or mixed: layers compute in bfloat16/float16, variables, Adam state, "
+                        "batch-norm statistics and losses stay float32. 'auto': mixed_bfloat16 where the "
+                        "hardware has bfloat16 (CPU flags amx_bf16/avx512_bf16, GPU compute capability 8+) "
+                        "for a non-legacy preset, else float32. Legacy presets are float32 only. The "
+                        "resolved choice is printed and stored in config.json; --resume keeps it")
     args = p.parse_args(argv)
     for name in ("steps", "batch_size", "checkpoint_every", "log_every", "n_critic", "eval_num"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
@@ -139,8 +145,9 @@ def _run_config(args):
     """The settings that define a run; stored in RUN/config.json, reused by --resume."""
     if args.resume:
         config = rundir.read_config(args.out)
-        print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']} "
-              f"and batch size {config['batch_size']}", file=sys.stderr)
+        config.setdefault("precision", "float32")  # runs from before --precision existed
+        print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']}, "
+              f"batch size {config['batch_size']} and precision {config['precision']}", file=sys.stderr)
         config["steps"] = args.steps
         config["data_dir"] = args.data_dir if args.data_dir is not None else config["data_dir"]
         return config
@@ -155,6 +162,7 @@ def _run_config(args):
                             label_smoothing=args.label_smoothing, ema_decay=args.ema,
                             pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range else None)
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
+            "precision": precision.resolve(args.precision, preset),
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "init_from": os.path.abspath(args.init_from) if args.init_from else None,
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
@@ -208,7 +216,7 @@ def train(args):
 
     data = load_mnist(config["data_dir"], "train").images
     strategy = make_strategy(args.strategy)
-    with strategy.scope():
+    with strategy.scope(), precision.policy(config["precision"]):
         generator, discriminator = rundir.build_models(preset)
     try:
         trainer = GANTrainer(generator, discriminator, preset, seed=seed, strategy=strategy)
@@ -270,7 +278,7 @@ def train(args):
         print(f"\ncheckpoint ({reason}) at step {int(step.numpy())}: {path}", file=sys.stderr)
 
     print(f"training {run_dir}: preset {preset.name}, {len(data)} images, batch {batch_size}, "
-          f"steps {start}..{total}, seed {seed}", file=sys.stderr)
+          f"steps {start}..{total}, seed {seed}, precision {config['precision']}", file=sys.stderr)
     if start == 0:
         for _ in range(preset.warmup_d_steps):
             real, z = next(stream)

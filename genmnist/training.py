@@ -11,7 +11,7 @@ the updated D, which is exactly what the legacy graph computed with two
 import keras
 import tensorflow as tf
 
-from genmnist import losses
+from genmnist import losses, precision
 from genmnist.models import BatchNorm, prepare_for_sampling
 
 
@@ -129,6 +129,7 @@ class GANTrainer:
         """The preset's Adam for ``variables``, slots built; ``optimizer`` picks the class (bench/speed.py)."""
         p = self.preset
         optimizer = optimizer(p.learning_rate, beta_1=p.beta1, beta_2=p.beta2, epsilon=p.adam_epsilon)
+        optimizer = precision.with_loss_scaling(optimizer, precision.of(self.generator))
         optimizer.build(variables)  # create slots now, not inside the traced step
         return optimizer
 
@@ -173,7 +174,7 @@ class GANTrainer:
             d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
             if self.preset.gp_weight:
                 d_loss += self._penalty(real, fake, u)
-            scaled = d_loss * self.loss_scale
+            scaled = self.d_optimizer.scale_loss(d_loss * self.loss_scale)  # float16: loss scaling
         grads = tape.gradient(scaled, self.d_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         if self.preset.clip:
@@ -208,7 +209,7 @@ class GANTrainer:
                 metrics, real_scores = self._update_discriminator(real, tf.stop_gradient(fake), u[-1])
             fake_scores = self.discriminator(fake, training=True)
             _, g_loss = self.loss(real_scores, fake_scores)
-            scaled = g_loss * self.loss_scale
+            scaled = self.g_optimizer.scale_loss(g_loss * self.loss_scale)
         grads = tape.gradient(scaled, self.g_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.g_variables))
         return {**metrics, "g_loss": g_loss}
