@@ -82,6 +82,15 @@ def of(model):
     return model.dtype_policy.name
 
 
+def float32_clone(model):
+    """A float32 copy of ``model``'s architecture (new, unset weights): what sampling runs in, whatever
+    precision trained the model, so grids, evaluations and exports match ``genmnist.sample``'s float32."""
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+    with policy("float32"):
+        return keras.models.clone_model(model, clone_function=clone)
+
+
 def with_loss_scaling(optimizer, precision):
     """``optimizer`` wrapped in Keras' dynamic loss scaling where ``precision`` computes in float16."""
     if precision == "mixed_float16":

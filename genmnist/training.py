@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from genmnist import losses, precision
-from genmnist.models import BatchNorm, prepare_for_sampling
+from genmnist.models import BatchNorm, BatchNormStatistics
 
 
 def generator_variables(generator, train_bn_offsets):
@@ -91,6 +91,7 @@ class GANTrainer:
             self.loss_options["real_label"] = 1.0 - preset.label_smoothing
         # What samples are drawn from: G itself, or a moving average of its weights.
         self.sampler = generator
+        self._sampling = None  # inference_generator()'s float32 copy and its statistics, made at its first call
         if preset.ema_decay:
             with self.strategy.scope():
                 self.sampler = keras.models.clone_model(generator)
@@ -99,13 +100,21 @@ class GANTrainer:
         self.train_step = tf.function(self._distributed_train_step)
 
     def inference_generator(self):
-        """What grids, evaluations and exports draw from: the sampler with the statistics the
-        preset samples with; recomputed on a copy, so the training state stays untouched."""
-        if self.preset.sampling_stats != "recomputed":
+        """What grids, evaluations and exports draw from: the sampler, in float32, with the statistics the
+        preset samples with.  Statistics are recomputed on a copy, so the training state stays untouched;
+        the copy is made once and takes the sampler's weights at each call (so it is the same object)."""
+        recompute = self.preset.sampling_stats == "recomputed"
+        if not recompute and precision.of(self.sampler) == "float32":
             return self.sampler
-        copy = keras.models.clone_model(self.sampler)
-        copy.set_weights(self.sampler.get_weights())
-        return prepare_for_sampling(copy, self.preset)
+        if self._sampling is None:
+            copy = precision.float32_clone(self.sampler)
+            self._sampling = copy, BatchNormStatistics(copy) if recompute else None
+        copy, statistics = self._sampling
+        for target, source in zip(copy.variables, self.sampler.variables):
+            target.assign(source)
+        if statistics:
+            statistics()
+        return copy
 
     def sync_sampler(self):
         """Start the weight average from G's current weights (after G's weights were replaced)."""
