@@ -17,7 +17,7 @@ import sys
 import keras
 import tensorflow as tf
 
-from genmnist import TF_LOG_HINT, loop, rundir
+from genmnist import TF_LOG_HINT, loop, precision, rundir
 from genmnist.data import load_mnist
 from genmnist.distribute import WORKER_LOST, make_strategy, split_cpu
 from genmnist.errors import UserError, exit_on_user_error
@@ -101,6 +101,12 @@ def parse_args(argv=None):
                         "RUN/eval.csv; the first use trains and caches the MNIST classifier (minutes)")
     p.add_argument("--eval-num", type=int, default=2000, help="samples per evaluation (at least 129)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
+    p.add_argument("--precision", choices=precision.PRECISIONS + (precision.AUTO,), default=precision.DEFAULT,
+                   help="float32, or mixed: layers compute in bfloat16/float16, variables, Adam state, "
+                        "batch-norm statistics and losses stay float32. 'auto': mixed_bfloat16 where the "
+                        "hardware has bfloat16 (CPU flags amx_bf16/avx512_bf16, GPU compute capability 8+) "
+                        "for a non-legacy preset, else float32. Legacy presets are float32 only. The "
+                        "resolved choice is printed and stored in config.json; --resume keeps it")
     args = p.parse_args(argv)
     for name in ("steps", "batch_size", "checkpoint_every", "log_every", "n_critic", "eval_num"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
@@ -118,8 +124,9 @@ def _run_config(args):
     """The settings that define a run; stored in RUN/config.json, reused by --resume."""
     if args.resume:
         config = rundir.read_config(args.out)
-        print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']} "
-              f"and batch size {config['batch_size']}", file=sys.stderr)
+        config.setdefault("precision", "float32")  # runs from before --precision existed
+        print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']}, "
+              f"batch size {config['batch_size']} and precision {config['precision']}", file=sys.stderr)
         config["steps"] = args.steps
         config["data_dir"] = args.data_dir if args.data_dir is not None else config["data_dir"]
         return config
@@ -137,6 +144,7 @@ def _run_config(args):
     except ValueError as err:  # the preset names the field; the flag has the same name
         raise UserError(str(err)) from None
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
+            "precision": precision.resolve(args.precision, preset),
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "init_from": os.path.abspath(args.init_from) if args.init_from else None,
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
@@ -158,7 +166,7 @@ def train(args):
     stream = loop.data_stream(data, preset, seed, config["batch_size"], run.start, run.strategy)
     hooks = loop.make_hooks(run, args.eval_every, args.eval_num)
     print(f"training {args.out}: preset {preset.name}, {len(data)} images, batch {config['batch_size']}, "
-          f"steps {run.start}..{total}, seed {seed}", file=sys.stderr)
+          f"steps {run.start}..{total}, seed {seed}, precision {config['precision']}", file=sys.stderr)
     loop.warm_up(run.trainer, stream, run.start)
     schedule = loop.Schedule(total, args.log_every, args.checkpoint_every, args.sample_every, args.eval_every)
     try:
