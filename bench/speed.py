@@ -1,8 +1,9 @@
-"""Speed benchmark: genmnist vs legacy_v1 step time, FLOP/s, sampling and loop overhead.
+"""Speed benchmark: genmnist vs legacy_v1 step time per precision, FLOP/s, sampling and loop overhead.
 
     python -m bench.speed --data-dir ../shared/data/mnist [--steps 1] [--repeats 30]
 
-One process, batch 128, the legacy architecture and preset.  The machine is
+One process, batch 128, the legacy architecture; the legacy preset (parity) and
+the default preset in each precision, beside float32 and bfloat16 matmul peaks.  The machine is
 shared and noisy, so every comparison is made inside this run: the variants
 are timed in interleaved rounds (the order rotates each round) and ratios
 are taken within a round, then the median over rounds is reported.  Writes
@@ -25,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench.common import DATA_DIR, RESULTS
-from genmnist import loop, rundir
+from genmnist import loop, precision, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.models import BatchNorm
 from genmnist.presets import get_preset
@@ -35,12 +36,16 @@ BATCH = 128
 RUN_STEPS = 10000                     # the default --steps of genmnist.train
 LOG_EVERY, CHECKPOINT_EVERY = 10, 500  # its default cadences
 TARGET_RATIO, TARGET_OVERHEAD = 0.9, 0.03
+# The default preset's step: float32 and the best precision against legacy_v1, and the best one's use of its peak.
+TARGET_FLOAT32_RATIO, TARGET_BEST_RATIO, TARGET_BEST_PEAK = 0.85, 0.5, 0.6
+PEAK_DTYPES = {"matmul peak": tf.float32, "matmul peak bfloat16": tf.bfloat16}
 
 
 def machine():
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                   if line.startswith("model name")), platform.processor())
     return {"cpu": model, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+            "cpu_flags": sorted(precision.cpu_flags() & set(precision.REPORTED_CPU_FLAGS)),
             "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "load_average_start": os.getloadavg()}
 
@@ -92,14 +97,14 @@ def iteration_flops(g_macs, d_macs, batch):
 
 # --- the timed things -------------------------------------------------------------------------
 
-def matmul_peak(n=2048, chain=2, tries=3):
-    """A dense float32 matmul chain: what this CPU gives TensorFlow right now, as (wall s, CPU s).
+def matmul_peak(n=2048, chain=2, tries=3, dtype=tf.float32):
+    """A dense matmul chain in ``dtype``: what this CPU gives TensorFlow right now, as (wall s, CPU s).
 
     Best of ``tries`` short calls, because other jobs share the cores: the wall
     peak is the rate reached when they leave room.  The CPU-time rate (FLOPs per
     CPU-second of this process) is the contention-robust measure.
     """
-    a = tf.random.normal([n, n]) / math.sqrt(n)
+    a = tf.cast(tf.random.normal([n, n]) / math.sqrt(n), dtype)
 
     @tf.function
     def run(x):
@@ -153,7 +158,7 @@ def interleaved(variants, steps, repeats):
     wall, cpu = {name: [] for name in names}, {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
-            if name == "matmul peak":
+            if name in PEAK_DTYPES:
                 w, c = variants[name]()
                 wall[name].append(w), cpu[name].append(c)
                 continue
@@ -268,6 +273,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=1, help="iterations per variant per round")
     p.add_argument("--repeats", type=int, default=30, help="interleaved rounds")
     p.add_argument("--loop-steps", type=int, default=30, help="iterations of the real loop for the input share")
+    p.add_argument("--precisions", nargs="+", choices=precision.PRECISIONS, default=["float32", "mixed_bfloat16"],
+                   help="precisions of the default preset's step to time; add mixed_float16 on a GPU (CPUs "
+                        "have no fast float16 kernels: its step measured 265 s on a 2-core Xeon with AMX)")
     p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     started = time.perf_counter()
@@ -310,12 +318,23 @@ def main(argv=None):
     for session in sessions.values():
         session.run(legacy.init)
 
-    peak_fn, peak_flops = matmul_peak()
+    # The default preset (the product's) in each precision, each from the same seeded initial weights.
+    default_preset = get_preset("dcgan", "default")
+    by_precision = {}
+    for name in args.precisions:
+        keras.utils.set_random_seed(0)
+        with precision.policy(name):
+            models = rundir.build_models(default_preset)
+        by_precision[f"genmnist default, {name}"] = GANTrainer(*models, default_preset, seed=0)
+
+    peaks = {name: matmul_peak(dtype=dtype) for name, dtype in PEAK_DTYPES.items()}
+    peak_flops = peaks["matmul peak"][1]
     variants = {"genmnist": genmnist_step(trainer.train_step, inputs),
                 "genmnist, straight port": genmnist_step(straight_port.train_step, inputs),
                 "genmnist XLA": genmnist_step(xla_step, inputs),
+                **{name: genmnist_step(t.train_step, inputs) for name, t in by_precision.items()},
                 **{name: legacy_step(legacy, s, feeds) for name, s in sessions.items()},
-                "matmul peak": peak_fn}
+                **{name: fn for name, (fn, _) in peaks.items()}}
     t0 = time.perf_counter()
     trainer.train_step(*inputs[0])
     info["first_call_s"] = {"genmnist": time.perf_counter() - t0}
@@ -325,20 +344,24 @@ def main(argv=None):
     times, cpu_times = interleaved(variants, args.steps, args.repeats)
     finite = {name: bool(np.all(np.isfinite(s.run([legacy.d_loss, legacy.g_loss], feeds[0]))))
               for name, s in sessions.items()}
-    finite["genmnist"] = all(math.isfinite(float(v)) for v in trainer.train_step(*inputs[0]).values())
+    for name, t in {"genmnist": trainer, **by_precision}.items():
+        finite[name] = all(math.isfinite(float(v)) for v in t.train_step(*inputs[0]).values())
     info["losses_finite_after_timing"] = finite
 
     g_macs, d_macs = layer_macs(generator), layer_macs(discriminator)
     parts, extra_g = iteration_flops(g_macs, d_macs, BATCH)
-    flops = {name: sum(parts.values()) for name in ("genmnist", "genmnist, straight port", "genmnist XLA")}
+    flops = {name: sum(parts.values())
+             for name in ("genmnist", "genmnist, straight port", "genmnist XLA", *by_precision)}
     for name in sessions:
         flops[name] = sum(parts.values()) + extra_g
-    peak, peak_cpu = np.array(times["matmul peak"]), np.array(cpu_times["matmul peak"])
     rows = {}
     legacy_names = list(sessions)
     for name in variants:
-        if name == "matmul peak":
+        if name in PEAK_DTYPES:
             continue
+        # A row is measured against the peak of the dtype its matmuls run in.
+        peak_name = "matmul peak bfloat16" if name.endswith("mixed_bfloat16") else "matmul peak"
+        peak, peak_cpu = np.array(times[peak_name]), np.array(cpu_times[peak_name])
         t, c = np.array(times[name]), np.array(cpu_times[name])
         rows[name] = {"step_s": float(np.median(t)), "it_per_s": float(1 / np.median(t)),
                       "cpu_s": float(np.median(c)), "rounds_s": t.tolist(), "rounds_cpu_s": c.tolist(),
@@ -346,14 +369,18 @@ def main(argv=None):
                       "gflop_per_s": float(np.median(flops[name] / t) / 1e9),
                       "gflop_per_cpu_s": float(np.median(flops[name] / c) / 1e9),
                       "peak_fraction": float(np.median((flops[name] / t) / (peak_flops / peak))),
-                      "peak_fraction_cpu": float(np.median((flops[name] / c) / (peak_flops / peak_cpu)))}
+                      "peak_fraction_cpu": float(np.median((flops[name] / c) / (peak_flops / peak_cpu))),
+                      "peak": peak_name}
         for ref in legacy_names + ["genmnist"]:  # the ratio inside each round, then the median
             rows[name][f"ratio_to {ref}"] = float(np.median(t / np.array(times[ref])))
             rows[name][f"cpu_ratio_to {ref}"] = float(np.median(c / np.array(cpu_times[ref])))
     info["steps"] = rows
-    info["matmul_peak"] = {"gflop_per_s": float(np.median(peak_flops / peak) / 1e9), "size": 2048,
-                           "rounds_gflop_per_s": (peak_flops / peak / 1e9).tolist(),
-                           "gflop_per_cpu_s": float(np.median(peak_flops / peak_cpu) / 1e9)}
+    info["matmul_peaks"] = {
+        name: {"gflop_per_s": float(np.median(peak_flops / np.array(times[name])) / 1e9), "size": 2048,
+               "dtype": PEAK_DTYPES[name].name,
+               "rounds_gflop_per_s": (peak_flops / np.array(times[name]) / 1e9).tolist(),
+               "gflop_per_cpu_s": float(np.median(peak_flops / np.array(cpu_times[name])) / 1e9)}
+        for name in PEAK_DTYPES}
     info["flops"] = {"layer_macs_per_example": {"generator": g_macs, "discriminator": d_macs},
                      "parts_per_iteration": parts, "legacy_extra_generator_forward": extra_g}
     info["sampling_images_per_s"] = sampling_rates(generator)
@@ -369,6 +396,7 @@ def main(argv=None):
         "genmnist / legacy_v1 step, CPU time": [ratio["cpu_"], TARGET_RATIO, ratio["cpu_"] <= TARGET_RATIO],
         "genmnist / legacy_v1 step, wall time": [ratio[""], TARGET_RATIO, ratio[""] <= TARGET_RATIO],
         "input wait + logging/sampling/checkpoint share": [overhead, TARGET_OVERHEAD, overhead < TARGET_OVERHEAD]}
+    info["targets"].update(default_preset_targets(rows, legacy_names))
     info["xla_faster"] = rows["genmnist XLA"]["ratio_to genmnist"] < 1.0
     info["machine"]["load_average_end"] = os.getloadavg()
     info["wall_s"] = time.perf_counter() - started
@@ -382,6 +410,29 @@ def main(argv=None):
     return 0
 
 
+def default_preset_targets(rows, legacy_names):
+    """The default preset's step targets, wall and CPU ratios against the faster legacy_v1 configuration:
+    float32 <= 0.85x, the best precision <= 0.5x and >= 60% of its dtype's matmul peak."""
+    targets = {}
+    names = [n for n in rows if n.startswith("genmnist default, ")]
+    if not names:
+        return targets
+    best = min(names, key=lambda n: rows[n]["cpu_s"])
+    for kind, label in (("cpu_", "CPU time"), ("", "wall time")):
+        ratio = {n: max(rows[n][f"{kind}ratio_to {ref}"] for ref in legacy_names) for n in names}
+        if "genmnist default, float32" in ratio:
+            value = ratio["genmnist default, float32"]
+            targets[f"default float32 / legacy_v1 step, {label}"] = [value, TARGET_FLOAT32_RATIO,
+                                                                    value <= TARGET_FLOAT32_RATIO]
+        targets[f"default best ({best[18:]}) / legacy_v1 step, {label}"] = [ratio[best], TARGET_BEST_RATIO,
+                                                                           ratio[best] <= TARGET_BEST_RATIO]
+    for kind, label in (("peak_fraction_cpu", "CPU time"), ("peak_fraction", "wall time")):
+        value = rows[best][kind]
+        targets[f"default best ({best[18:]}) of its matmul peak, {label}"] = [value, TARGET_BEST_PEAK,
+                                                                             value >= TARGET_BEST_PEAK]
+    return targets
+
+
 def markdown(info):
     m, loop, legacy_names = info["machine"], info["loop"], [n for n in info["steps"] if n.startswith("legacy")]
     lines = [
@@ -389,8 +440,11 @@ def markdown(info):
         f"- command: `{info['command']}`", f"- date: {info['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), shared with other jobs "
         f"(load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end)",
+        f"- CPU flags: {', '.join(m['cpu_flags']) or 'none of ' + ', '.join(precision.REPORTED_CPU_FLAGS)} "
+        f"(bfloat16 native: {'yes' if set(m['cpu_flags']) & set(precision.BF16_CPU_FLAGS) else 'no'})",
         f"- TensorFlow {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}; no GPU",
-        f"- data: {info['data']}; batch {info['batch']}, legacy preset and architecture",
+        f"- data: {info['data']}; batch {info['batch']}, legacy architecture; 'genmnist' is the legacy preset, "
+        "'genmnist default, P' the default preset in precision P",
         f"- {info['repeats']} interleaved rounds of {info['steps_per_round']} iteration(s) per variant; "
         "times and ratios are medians over rounds (ratios taken within each round). CPU = process CPU "
         "time (all threads) per iteration: less disturbed by the other jobs than wall time", "",
@@ -405,16 +459,18 @@ def markdown(info):
         lines.append(f"| {name} | {r['step_s'] * 1e3:.0f} | {r['it_per_s']:.2f} | {wall} | {r['cpu_s'] * 1e3:.0f} | "
                      f"{cpu} | {r['flops_per_it'] / 1e9:.2f} | {r['gflop_per_s']:.1f} | {r['peak_fraction']:.1%} | "
                      f"{r['gflop_per_cpu_s']:.1f} | {r['peak_fraction_cpu']:.1%} |")
-    pk = info["matmul_peak"]
     lines += ["", "genmnist runs TF's fused Adam kernel (ResourceApplyAdam), one D pass over concat(real, fake) "
               "and the fused batch-norm kernel; 'genmnist, straight port' is the same trainer with Keras' own Adam, "
               "two D passes and tf.nn.moments batch norm, as first ported. Both compute the same functions "
               "(tests/test_training.py; `python -m legacy_v1.parity` for the legacy preset)."]
-    lines += ["", f"Matmul peak (2048x2048 float32, best of 3 short calls in each round): "
-              f"{pk['gflop_per_s']:.1f} GFLOP/s median "
-              f"(range {min(pk['rounds_gflop_per_s']):.1f}..{max(pk['rounds_gflop_per_s']):.1f}); "
-              f"{pk['gflop_per_cpu_s']:.1f} GFLOP per CPU-second.",
-              f"XLA (`jit_compile=True` on the whole step) is {'faster' if info['xla_faster'] else 'slower'} here "
+    lines += ["", "Each row's 'of matmul peak' is against the peak of the dtype its matmuls run in "
+              "(bfloat16 for mixed_bfloat16, float32 otherwise; float16 has no native CPU kernels).", ""]
+    for name, pk in info["matmul_peaks"].items():
+        lines.append(f"- {name} (2048x2048 {pk['dtype']}, best of 3 short calls in each round): "
+                     f"{pk['gflop_per_s']:.1f} GFLOP/s median "
+                     f"(range {min(pk['rounds_gflop_per_s']):.1f}..{max(pk['rounds_gflop_per_s']):.1f}); "
+                     f"{pk['gflop_per_cpu_s']:.1f} GFLOP per CPU-second.")
+    lines += ["", f"XLA (`jit_compile=True` on the whole step) is {'faster' if info['xla_faster'] else 'slower'} here "
               f"({info['steps']['genmnist XLA']['ratio_to genmnist']:.2f}x the plain step's time); "
               f"first call (trace, + compile for XLA): genmnist {info['first_call_s']['genmnist']:.1f} s, "
               f"XLA {info['first_call_s']['genmnist XLA']:.1f} s.",

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from genmnist import convert, images, rundir
+from genmnist import convert, images, precision, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
@@ -91,7 +91,7 @@ def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
     """Models, trainer and checkpoint manager for ``config``; restored from the latest
     checkpoint on ``resume``; the chief writes RUN/config.json."""
     preset = config["preset"]
-    with strategy.scope():
+    with strategy.scope(), precision.policy(config.get("precision", "float32")):
         generator, discriminator = rundir.build_models(preset)
     try:
         trainer = GANTrainer(generator, discriminator, preset, seed=config["seed"], strategy=strategy)

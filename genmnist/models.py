@@ -38,6 +38,7 @@ class BatchNorm(keras.layers.Layer):
 
     def __init__(self, momentum=0.999, epsilon=1e-5, update_moving_stats=True,
                  inference_stats="moving", fused=True, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # statistics in float32 under a mixed policy too (genmnist.precision)
         super().__init__(**kwargs)
         if inference_stats not in ("moving", "batch"):
             raise ValueError(f"inference_stats must be 'moving' or 'batch', got {inference_stats!r}")
@@ -113,32 +114,51 @@ def _moments(x):
     return mean, tf.maximum(total_sq / count - tf.square(mean), 0.0)
 
 
-def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
-    """Set every BatchNorm's moving mean and variance to the average batch statistics of G's
-    current weights over ``batches`` seeded noise batches ("precise BN"); returns the layers.
+class BatchNormStatistics:
+    """Recomputes G's batch-norm statistics for its current weights ("precise BN"); call it again after each
+    weight change.  Built once per generator: the noise batches run in one compiled function, traced at the
+    first call, so a milestone grid costs one pass over the batches and no model rebuild.
 
-    Why: the moving averages mix statistics of the last ~1/(1 - momentum) steps' weights,
-    which differ from the final ones, and a weight average (``--ema``) never produced
-    its own statistics at all.  Recomputed statistics keep an image independent of its
-    batch-mates yet score like batch statistics (bench/results/quality-bn-ema.md).  Each
-    layer sees its input as in training (earlier layers normalised by their batch's
-    statistics); the update is deterministic for the same weights and arguments.
+    Sets every BatchNorm's moving mean and variance to the average batch statistics over
+    ``batches`` seeded noise batches.  Why: the moving averages mix statistics of the last
+    ~1/(1 - momentum) steps' weights, which differ from the final ones, and a weight average
+    (``--ema``) never produced its own statistics at all.  Recomputed statistics keep an
+    image independent of its batch-mates yet score like batch statistics
+    (bench/results/quality-bn-ema.md).  Each layer sees its input as in training (earlier
+    layers normalised by their batch's statistics); the update is deterministic for the same
+    weights and arguments.
     """
-    layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
-    if not layers:
-        return layers
-    inputs = keras.Model(generator.inputs, [layer.input for layer in layers])
-    totals = [[tf.zeros_like(layer.moving_mean), tf.zeros_like(layer.moving_variance)] for layer in layers]
-    for k in range(batches):
-        z = tf.random.stateless_normal([batch_size, generator.inputs[0].shape[-1]], seed=[seed, k])
-        for total, x in zip(totals, inputs(z, training=True)):
-            mean, variance = tf.nn.moments(x, list(range(len(x.shape) - 1)))
-            total[0] += mean
-            total[1] += variance
-    for layer, (mean, variance) in zip(layers, totals):
-        layer.moving_mean.assign(mean / batches)
-        layer.moving_variance.assign(variance / batches)
-    return layers
+
+    def __init__(self, generator, batches=20, batch_size=128, seed=0):
+        self.layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
+        self.batches = batches
+        if self.layers:
+            inputs = keras.Model(generator.inputs, [layer.input for layer in self.layers])
+            z_dim = generator.inputs[0].shape[-1]
+
+            @tf.function(autograph=False)
+            def averages():
+                def body(k, totals):  # one batch per iteration, in order: the sums are deterministic
+                    z = tf.random.stateless_normal([batch_size, z_dim], seed=tf.stack([tf.constant(seed, k.dtype), k]))
+                    moments = [tf.nn.moments(tf.cast(x, tf.float32), list(range(len(x.shape) - 1)))
+                               for x in inputs(z, training=True)]
+                    return k + 1, [t + tf.stack(m) for t, m in zip(totals, moments)]
+                totals = [tf.zeros([2, *layer.moving_mean.shape]) for layer in self.layers]
+                return tf.while_loop(lambda k, _: k < batches, body, (tf.constant(0, tf.int64), totals))[1]
+            self._averages = averages
+
+    def __call__(self):
+        """Assign the statistics of the generator's current weights; returns the BatchNorm layers."""
+        if self.layers:
+            for layer, (mean, variance) in zip(self.layers, self._averages()):
+                layer.moving_mean.assign(mean / self.batches)
+                layer.moving_variance.assign(variance / self.batches)
+        return self.layers
+
+
+def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
+    """One-off :class:`BatchNormStatistics` of ``generator``: recompute now; returns the BatchNorm layers."""
+    return BatchNormStatistics(generator, batches, batch_size, seed)()
 
 
 def prepare_for_sampling(generator, preset):
@@ -170,7 +190,7 @@ def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="movi
     x = keras.layers.ReLU()(bn(4)(x))
     x = keras.layers.Conv2D(1, 1, padding="same", kernel_initializer=_legacy_init(),
                             bias_initializer=_legacy_init(), name="g_5")(x)
-    images = keras.layers.Activation("tanh", name="tanh")(x)
+    images = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)  # float32 images, any policy
     return keras.Model(z, images, name="generator")
 
 
@@ -180,7 +200,7 @@ def _maybe_spectral(layer, spectral_norm):
         return layer
     name = layer.name
     layer.name = name + "_inner"
-    return keras.layers.SpectralNormalization(layer, name=name)
+    return keras.layers.SpectralNormalization(layer, name=name, dtype=layer.dtype_policy)
 
 
 def build_discriminator(spectral_norm=False):
@@ -200,7 +220,8 @@ def build_discriminator(spectral_norm=False):
     x = keras.layers.AveragePooling2D(2, 2, padding="same")(x)
     x = keras.layers.Flatten()(x)
     x = sn(keras.layers.Dense(1024, activation="relu", kernel_initializer=_legacy_init(), name="d_3"))(x)
-    scores = sn(keras.layers.Dense(1, kernel_initializer=_legacy_init(), name="d_4"))(x)
+    # float32 scores under a mixed policy too: the losses and the gradient penalty work in float32
+    scores = sn(keras.layers.Dense(1, kernel_initializer=_legacy_init(), name="d_4", dtype="float32"))(x)
     return keras.Model(images, scores, name="discriminator")
 
 
@@ -220,7 +241,8 @@ def build_wgan_generator(z_dim=Z_DIM):
                                      **_wgan_init())(x)
     x = keras.layers.Conv2DTranspose(32, 5, strides=2, padding="same", activation="relu", name="g_4",
                                      **_wgan_init())(x)
-    images = keras.layers.Conv2D(1, 1, padding="same", activation="sigmoid", name="g_5", **_wgan_init())(x)
+    images = keras.layers.Conv2D(1, 1, padding="same", activation="sigmoid", name="g_5", dtype="float32",
+                                 **_wgan_init())(x)  # float32 images under a mixed policy too
     return keras.Model(z, images, name="wgan_generator")
 
 
@@ -233,7 +255,7 @@ def build_wgan_critic(spectral_norm=False):
     x = lrelu(sn(keras.layers.Conv2D(128, 5, strides=2, padding="same", name="d_2", **_wgan_init()))(x))
     x = keras.layers.Flatten()(x)
     x = lrelu(sn(keras.layers.Dense(1024, name="d_3", **_wgan_init()))(x))
-    scores = sn(keras.layers.Dense(1, name="d_4", **_wgan_init()))(x)
+    scores = sn(keras.layers.Dense(1, name="d_4", dtype="float32", **_wgan_init()))(x)  # float32 scores
     return keras.Model(images, scores, name="wgan_critic")
 
 

@@ -23,7 +23,7 @@ if __name__ == "__main__":
 import keras
 import tensorflow as tf
 
-from genmnist import TF_LOG_HINT, argtypes, loop, rundir
+from genmnist import TF_LOG_HINT, argtypes, loop, precision, rundir
 from genmnist.data import load_mnist
 from genmnist.distribute import WORKER_LOST, chief_of, make_strategy, split_cpu
 from genmnist.export import export_generator
@@ -107,6 +107,12 @@ def parse_args(argv=None):
                         "RUN/eval.csv; the first use trains and caches the MNIST classifier (minutes)")
     p.add_argument("--eval-num", type=argtypes.positive_int, default=2000, help="samples per evaluation (at least 129)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
+    p.add_argument("--precision", choices=precision.PRECISIONS + (precision.AUTO,), default=precision.DEFAULT,
+                   help="float32, or mixed: layers compute in bfloat16/float16, variables, Adam state, "
+                        "batch-norm statistics and losses stay float32. 'auto': mixed_bfloat16 where the "
+                        "hardware has bfloat16 (CPU flags amx_bf16/avx512_bf16, GPU compute capability 8+) "
+                        "for a non-legacy preset, else float32. Legacy presets are float32 only. The "
+                        "resolved choice is printed and stored in config.json; --resume keeps it")
     args = p.parse_args(argv)
     if args.resume and not args.out:
         p.error("--resume needs --out RUN_DIR")
@@ -120,8 +126,9 @@ def _run_config(args):
     """The settings that define a run; stored in RUN/config.json, reused by --resume."""
     if args.resume:
         config = rundir.read_config(args.out)
-        print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']} "
-              f"and batch size {config['batch_size']}", file=sys.stderr)
+        config.setdefault("precision", "float32")  # runs from before --precision existed
+        print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']}, "
+              f"batch size {config['batch_size']} and precision {config['precision']}", file=sys.stderr)
         ignored = rundir.ignored_on_resume(config, args.given)
         if ignored:
             print(f"ignoring {', '.join(ignored)}: a resumed run keeps the settings it was started with",
@@ -143,6 +150,7 @@ def _run_config(args):
     except ValueError as err:  # the preset names the field; the flag has the same name
         raise UserError(str(err)) from None
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
+            "precision": precision.resolve(args.precision, preset),
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "init_from": os.path.abspath(args.init_from) if args.init_from else None,
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
@@ -166,7 +174,7 @@ def train(args):
     stream = loop.data_stream(data, preset, seed, config["batch_size"], run.start, run.strategy)
     hooks = loop.make_hooks(run, args.eval_every, args.eval_num)
     print(f"training {args.out}: preset {preset.name}, {len(data)} images, batch {config['batch_size']}, "
-          f"steps {run.start}..{total}, seed {seed}", file=sys.stderr)
+          f"steps {run.start}..{total}, seed {seed}, precision {config['precision']}", file=sys.stderr)
     loop.warm_up(run.trainer, stream, run.start)
     schedule = loop.Schedule(total, args.log_every, args.checkpoint_every, args.sample_every, args.eval_every)
     try:

@@ -11,8 +11,8 @@ the updated D, which is exactly what the legacy graph computed with two
 import keras
 import tensorflow as tf
 
-from genmnist import double_backprop, losses
-from genmnist.models import BatchNorm, prepare_for_sampling
+from genmnist import double_backprop, losses, precision
+from genmnist.models import BatchNorm, BatchNormStatistics
 
 
 def generator_variables(generator, train_bn_offsets):
@@ -119,17 +119,26 @@ class GANTrainer:
         # What samples are drawn from: G itself, or a moving average of its weights.
         self.ema = WeightAverage(generator, preset.ema_decay, self.strategy) if preset.ema_decay else None
         self.sampler = self.ema.average if self.ema else generator
+        self._sampling = None  # inference_generator()'s float32 copy and its statistics, made at its first call
         self.discriminator_step = tf.function(lambda real, z: self._on_replicas(self._discriminator_step, real, z))
         self.train_step = tf.function(self._distributed_train_step)
 
     def inference_generator(self):
-        """What grids, evaluations and exports draw from: the sampler with the statistics the
-        preset samples with; recomputed on a copy, so the training state stays untouched."""
-        if self.preset.sampling_stats != "recomputed":
+        """What grids, evaluations and exports draw from: the sampler, in float32, with the statistics the
+        preset samples with.  Statistics are recomputed on a copy, so the training state stays untouched;
+        the copy is made once and takes the sampler's weights at each call (so it is the same object)."""
+        recompute = self.preset.sampling_stats == "recomputed"
+        if not recompute and precision.of(self.sampler) == "float32":
             return self.sampler
-        copy = keras.models.clone_model(self.sampler)
-        copy.set_weights(self.sampler.get_weights())
-        return prepare_for_sampling(copy, self.preset)
+        if self._sampling is None:
+            copy = precision.float32_clone(self.sampler)
+            self._sampling = copy, BatchNormStatistics(copy) if recompute else None
+        copy, statistics = self._sampling
+        for target, source in zip(copy.variables, self.sampler.variables):
+            target.assign(source)
+        if statistics:
+            statistics()
+        return copy
 
     def sync_sampler(self):
         """Start the weight average from G's current weights (after G's weights were replaced)."""
@@ -153,6 +162,7 @@ class GANTrainer:
         """The preset's Adam for ``variables``, slots built; ``optimizer`` picks the class (bench/speed.py)."""
         p = self.preset
         optimizer = optimizer(p.learning_rate, beta_1=p.beta1, beta_2=p.beta2, epsilon=p.adam_epsilon)
+        optimizer = precision.with_loss_scaling(optimizer, precision.of(self.generator))
         optimizer.build(variables)  # create slots now, not inside the traced step
         return optimizer
 
@@ -198,7 +208,7 @@ class GANTrainer:
             d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
             if self.preset.gp_weight:
                 d_loss += self._penalty(real, fake, u)
-            scaled = d_loss * self.loss_scale
+            scaled = self.d_optimizer.scale_loss(d_loss * self.loss_scale)  # float16: loss scaling
         grads = tape.gradient(scaled, self.d_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         if self.preset.clip:
@@ -233,7 +243,7 @@ class GANTrainer:
                 metrics, real_scores = self._update_discriminator(real, tf.stop_gradient(fake), u[-1])
             fake_scores = self.discriminator(fake, training=True)
             _, g_loss = self.loss(real_scores, fake_scores)
-            scaled = g_loss * self.loss_scale
+            scaled = self.g_optimizer.scale_loss(g_loss * self.loss_scale)
         grads = tape.gradient(scaled, self.g_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.g_variables))
         return {**metrics, "g_loss": g_loss}

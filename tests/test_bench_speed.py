@@ -33,10 +33,13 @@ def _fake_info():
     items = {"input wait": {"seconds": 0.001, "count": 10000, "share": 0.001}}
     return {
         "machine": {"cpu": "cpu", "cores": 2, "usable_cores": 2, "python": "3", "tensorflow": "2", "keras": "3",
+                    "cpu_flags": ["amx_bf16", "avx512f"],
                     "load_average_start": (1.0, 1.0, 1.0), "load_average_end": (1.0, 1.0, 1.0)},
-        "command": "python bench/speed.py", "date": "today", "data": "synthetic", "batch": 128,
+        "command": "python -m bench.speed", "date": "today", "data": "synthetic", "batch": 128,
         "steps_per_round": 1, "repeats": 1, "steps": {n: dict(row) for n in names},
-        "matmul_peak": {"gflop_per_s": 100.0, "rounds_gflop_per_s": [100.0], "gflop_per_cpu_s": 120.0},
+        "matmul_peaks": {name: {"gflop_per_s": 100.0, "rounds_gflop_per_s": [100.0], "gflop_per_cpu_s": 120.0,
+                                "dtype": dtype} for name, dtype in (("matmul peak", "float32"),
+                                                                    ("matmul peak bfloat16", "bfloat16"))},
         "xla_faster": False, "first_call_s": {"genmnist": 1.0, "genmnist XLA": 2.0},
         "losses_finite_after_timing": {}, "train_step_traces": 2,
         "flops": {"parts_per_iteration": {"G forward": 1e9}, "legacy_extra_generator_forward": 1e9},
@@ -54,6 +57,24 @@ def test_markdown_report_renders_every_section():
     for heading in ("## Training step", "## Sampling", "## Loop overhead", "## Targets", "## WGAN-GP critic step"):
         assert heading in text
     assert "| genmnist XLA |" in text
+    assert "amx_bf16, avx512f (bfloat16 native: yes)" in text
+    assert "matmul peak bfloat16 (2048x2048 bfloat16" in text
     table = [line for line in text.splitlines() if line.startswith("| variant")][0]
     separator = text.splitlines()[text.splitlines().index(table) + 1]
     assert table.count("|") == separator.count("|")
+
+
+def test_default_preset_targets_pick_the_fastest_precision_and_judge_each_limit():
+    legacy = "legacy_v1 (default config)"
+
+    def row(ratio, peak):
+        return {"cpu_s": ratio, f"ratio_to {legacy}": ratio, f"cpu_ratio_to {legacy}": ratio,
+                "peak_fraction": peak, "peak_fraction_cpu": peak}
+    rows = {"genmnist": row(0.1, 0.9),  # the legacy preset: not a default-preset row
+            "genmnist default, float32": row(0.84, 0.7), "genmnist default, mixed_bfloat16": row(0.55, 0.65),
+            "genmnist default, mixed_float16": row(3.0, 0.1)}
+    targets = speed.default_preset_targets(rows, [legacy])
+    assert targets["default float32 / legacy_v1 step, CPU time"] == [0.84, 0.85, True]
+    assert targets["default best (mixed_bfloat16) / legacy_v1 step, wall time"] == [0.55, 0.5, False]
+    assert targets["default best (mixed_bfloat16) of its matmul peak, CPU time"] == [0.65, 0.6, True]
+    assert len(targets) == 6

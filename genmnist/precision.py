@@ -1,0 +1,98 @@
+"""The numeric precision a run trains in: float32, or a Keras mixed policy (16-bit compute, float32 state).
+
+Under ``mixed_bfloat16``/``mixed_float16`` the convolutions and matmuls run in
+16 bits while every variable, optimizer slot, batch-norm statistic, loss and the
+gradient penalty stay float32: the policy makes variables float32, and
+``genmnist.models`` keeps batch norm and each network's output layer in float32
+(so D's scores reach the losses, and G's images reach sampling, as float32).
+float16's narrow exponent needs loss scaling; bfloat16 has float32's range and
+does not.  The legacy presets stay float32: their parity checks compare with the
+float32 legacy graph.
+"""
+
+import contextlib
+import os
+
+import keras
+import tensorflow as tf
+
+from genmnist.errors import UserError
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+AUTO = "auto"
+DEFAULT = "float32"
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # native bfloat16 dot products (Intel AMX, AVX512-BF16)
+REPORTED_CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx512f", "avx2", "fma")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (``lscpu``'s Flags line) as a set; empty where /proc/cpuinfo is missing."""
+    if not os.path.exists(cpuinfo):
+        return set()
+    with open(cpuinfo) as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def bfloat16_is_native():
+    """True when this machine computes bfloat16 in hardware: a GPU of compute capability >= 8.0, or a CPU
+    with AMX or AVX512-BF16.  Elsewhere bfloat16 is emulated and slower than float32."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        return tuple(capability) >= (8, 0)
+    return bool(cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def resolve(name, preset):
+    """The concrete precision a run of ``preset`` trains in for ``--precision name``.
+
+    ``auto``: mixed_bfloat16 for a non-legacy preset where bfloat16 is native, else
+    float32.  A mixed precision with a legacy preset is a user error.
+    """
+    if name == AUTO:
+        return "mixed_bfloat16" if preset.name != "legacy" and bfloat16_is_native() else "float32"
+    if name not in PRECISIONS:
+        raise UserError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS + (AUTO,))}")
+    if name != "float32" and preset.name == "legacy":
+        raise UserError(f"--precision {name} needs a non-legacy preset: the legacy preset reproduces the "
+                        "float32 legacy graph (its parity checks); use --preset default or --precision float32")
+    return name
+
+
+@contextlib.contextmanager
+def policy(name):
+    """Build layers under the Keras dtype policy ``name``; the global policy is restored on exit.
+
+    A layer keeps the policy it was created with (and clones keep it), so only
+    model construction needs to run inside.
+    """
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def of(model):
+    """The precision ``model`` was built in (its dtype policy's name)."""
+    return model.dtype_policy.name
+
+
+def float32_clone(model):
+    """A float32 copy of ``model``'s architecture (new, unset weights): what sampling runs in, whatever
+    precision trained the model, so grids, evaluations and exports match ``genmnist.sample``'s float32."""
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+    with policy("float32"):
+        return keras.models.clone_model(model, clone_function=clone)
+
+
+def with_loss_scaling(optimizer, precision):
+    """``optimizer`` wrapped in Keras' dynamic loss scaling where ``precision`` computes in float16."""
+    if precision == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

@@ -1,0 +1,93 @@
+"""Mixed precision: 16-bit compute, float32 state; recorded in the run, kept on resume, refused for legacy."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from genmnist import precision, rundir, train
+from genmnist.presets import PRESETS
+from genmnist.training import GANTrainer
+
+
+def _trainer(name, preset="default", batch=8):
+    keras.utils.set_random_seed(0)
+    with precision.policy(name):
+        generator, discriminator = rundir.build_models(PRESETS[preset])
+    trainer = GANTrainer(generator, discriminator, PRESETS[preset])
+    real = tf.random.uniform([batch, 28, 28, 1], seed=1)
+    z = tf.random.normal([batch, 100], seed=2)
+    return trainer, real, z
+
+
+def test_bfloat16_step_gives_the_float32_losses_within_bfloat16_rounding():
+    reference, real, z = _trainer("float32")
+    mixed, _, _ = _trainer("mixed_bfloat16")
+    for _ in range(2):  # the second step runs on weights the first (16-bit) step updated
+        want = {k: float(v) for k, v in reference.train_step(real, z).items()}
+        got = {k: float(v) for k, v in mixed.train_step(real, z).items()}
+        for name, value in want.items():
+            np.testing.assert_allclose(got[name], value, rtol=2e-2, err_msg=name)
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # policy() restored the global one
+
+
+@pytest.mark.parametrize("name", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_step_keeps_variables_slots_statistics_and_outputs_in_float32(name):
+    trainer, real, z = _trainer(name)
+    assert trainer.generator.get_layer("g_2").compute_dtype == name.split("_")[1]  # it does compute in 16 bits
+    metrics = trainer.train_step(real, z)
+    assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in metrics.values())
+    variables = trainer.generator.variables + trainer.discriminator.variables
+    slots = [v for o in (trainer.g_optimizer, trainer.d_optimizer) for v in o.variables if "float" in v.dtype]
+    assert len(slots) >= 2 * len(trainer.g_variables + trainer.d_variables)
+    assert {v.dtype for v in variables + slots} == {"float32"}
+    assert trainer.generator(z, training=False).dtype == tf.float32
+    assert trainer.discriminator(real, training=True).dtype == tf.float32
+    assert trainer.inference_generator()(z, training=False).dtype == tf.float32
+    assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer) == (name == "mixed_float16")
+
+
+def test_auto_picks_bfloat16_only_where_native_and_never_for_legacy(monkeypatch):
+    for native, expected in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(precision, "bfloat16_is_native", lambda native=native: native)
+        assert precision.resolve("auto", PRESETS["default"]) == expected
+        assert precision.resolve("auto", PRESETS["legacy"]) == "float32"
+    assert precision.resolve("mixed_float16", PRESETS["default"]) == "mixed_float16"
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16\nbugs\t\t: spectre\n")
+    assert precision.cpu_flags(str(info)) == {"fpu", "avx512f", "amx_bf16"}
+    assert precision.cpu_flags(str(tmp_path / "none")) == set()
+
+
+def test_legacy_preset_refuses_mixed_precision_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--preset", "legacy", "--precision", "mixed_bfloat16", "--out", str(tmp_path / "run"),
+                    "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genmnist.train: error: --precision mixed_bfloat16") and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_records_its_precision_and_resume_keeps_it(tmp_path):
+    from conftest import write_idx_dir
+    write_idx_dir(tmp_path / "data")
+
+    def run(out, steps, *extra):
+        return train.main(["--data-dir", str(tmp_path / "data"), "--out", str(out), "--steps", str(steps),
+                           "--batch-size", "16", "--log-every", "2", "--checkpoint-every", "3",
+                           "--no-export", *extra])
+    assert run(tmp_path / "whole", 6, "--precision", "mixed_bfloat16") == 0
+    assert json.loads((tmp_path / "whole" / "config.json").read_text())["precision"] == "mixed_bfloat16"
+    assert run(tmp_path / "part", 3, "--precision", "mixed_bfloat16") == 0
+    assert run(tmp_path / "part", 6, "--resume") == 0  # no --precision: the run's own is used
+    assert json.loads((tmp_path / "part" / "config.json").read_text())["precision"] == "mixed_bfloat16"
+    whole, _ = rundir.restore_generator(str(tmp_path / "whole"))
+    part, _ = rundir.restore_generator(str(tmp_path / "part"))
+    for a, b in zip(whole.variables, part.variables):  # a float32 continuation would differ
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
