@@ -1,4 +1,4 @@
-"""Kill soak (issue 18): SIGKILL a real training run at random moments, resume it, compare bit for bit.
+"""Kill soak: SIGKILL a real training run at random moments, resume it, compare bit for bit.
 
     python -m bench.kill_soak --data-dir ../shared/data/mnist [--kills 20] [--steps 300]
 
@@ -193,7 +193,7 @@ def simd_flags(flags):
 
 def markdown(result):
     m, c = result["machine"], result["comparison"]
-    lines = ["# Kill soak (issue 18)", "",
+    lines = ["# Kill soak", "",
              f"- command: `{result['command']}`", f"- date: {result['date']}",
              f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), shared with other jobs "
              f"(load average {m['load_average_start'][0]:.1f} at start); TensorFlow {m['tensorflow']}, "

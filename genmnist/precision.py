@@ -20,7 +20,7 @@ from genmnist.errors import UserError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 AUTO = "auto"
-DEFAULT = "float32"
+DEFAULT = AUTO
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # native bfloat16 dot products (Intel AMX, AVX512-BF16)
 REPORTED_CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx512f", "avx2", "fma")
 
@@ -38,22 +38,28 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
 
 def bfloat16_is_native():
     """True when this machine computes bfloat16 in hardware: a GPU of compute capability >= 8.0, or a CPU
-    with AMX or AVX512-BF16.  Elsewhere bfloat16 is emulated and slower than float32."""
+    with AMX or AVX512-BF16 and TensorFlow's oneDNN kernels on.  Elsewhere bfloat16 is emulated and slower
+    than float32."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
         return tuple(capability) >= (8, 0)
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":  # bfloat16 then runs in Eigen's emulation:
+        return False                                     # measured 9x slower than float32 on an AMX CPU
     return bool(cpu_flags() & set(BF16_CPU_FLAGS))
 
 
 def resolve(name, preset):
     """The concrete precision a run of ``preset`` trains in for ``--precision name``.
 
-    ``auto``: mixed_bfloat16 for a non-legacy preset where bfloat16 is native, else
-    float32.  A mixed precision with a legacy preset is a user error.
+    ``auto``: mixed_bfloat16 where bfloat16 is native, for a non-legacy preset without a
+    gradient penalty (bench/results/precision-*.md: the default preset's samples score as in
+    float32 within the seed-to-seed spread; the penalty's double backprop was not measured
+    in bfloat16), else float32.  A mixed precision with a legacy preset is a user error.
     """
     if name == AUTO:
-        return "mixed_bfloat16" if preset.name != "legacy" and bfloat16_is_native() else "float32"
+        measured = preset.name != "legacy" and not preset.gp_weight  # bfloat16 quality measured for these
+        return "mixed_bfloat16" if measured and bfloat16_is_native() else "float32"
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS + (AUTO,))}")
     if name != "float32" and preset.name == "legacy":

@@ -118,6 +118,7 @@ def locked(run_dir):
     exits, even by ``kill -9``, so a crashed run never leaves its directory locked.
     """
     lock_path = path(run_dir, LOCK)
+    created = not os.path.lexists(run_dir)
     try:
         os.makedirs(run_dir, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -138,6 +139,9 @@ def locked(run_dir):
         yield
     finally:
         os.close(fd)  # releases the lock
+        if created and os.listdir(run_dir) == [LOCK]:  # refused before writing anything: leave no trace
+            os.remove(lock_path)
+            os.rmdir(run_dir)
 
 
 def checkpoint_damage(checkpoint):

@@ -109,9 +109,10 @@ def parse_args(argv=None):
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
     p.add_argument("--precision", choices=precision.PRECISIONS + (precision.AUTO,), default=precision.DEFAULT,
                    help="float32, or mixed: layers compute in bfloat16/float16, variables, Adam state, "
-                        "batch-norm statistics and losses stay float32. 'auto': mixed_bfloat16 where the "
-                        "hardware has bfloat16 (CPU flags amx_bf16/avx512_bf16, GPU compute capability 8+) "
-                        "for a non-legacy preset, else float32. Legacy presets are float32 only. The "
+                        "batch-norm statistics and losses stay float32. 'auto' (the default): mixed_bfloat16 where "
+                        "the hardware has bfloat16 (CPU flags amx_bf16/avx512_bf16, GPU compute capability 8+) "
+                        "for a non-legacy preset without a gradient penalty (where bfloat16 was measured to "
+                        "keep sample quality), else float32. Legacy presets are float32 only. The "
                         "resolved choice is printed and stored in config.json; --resume keeps it")
     args = p.parse_args(argv)
     if args.resume and not args.out:

@@ -84,7 +84,7 @@ def test_two_workers_equal_one_only_the_chief_writes_and_a_lost_worker_resumes(i
         assert code == 0, err[-2000:]
         assert f"steps {stopped_at}..{STEPS}" in err  # continues from the last checkpoint
     # Only the chief writes the run directory: one event file per chief process, one set of grids.
-    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "logs", "progress.gif", "samples"]
+    assert sorted(os.listdir(out)) == [".lock", "checkpoints", "config.json", "logs", "progress.gif", "samples"]
     assert len(os.listdir(out / "logs")) == 2
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith(f"ckpt-{STEPS}")
     worker_dirs = [line.split(": ", 1)[1].rsplit("/checkpoints/", 1)[0] for line in results[1][1].splitlines()

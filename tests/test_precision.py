@@ -54,7 +54,17 @@ def test_auto_picks_bfloat16_only_where_native_and_never_for_legacy(monkeypatch)
         monkeypatch.setattr(precision, "bfloat16_is_native", lambda native=native: native)
         assert precision.resolve("auto", PRESETS["default"]) == expected
         assert precision.resolve("auto", PRESETS["legacy"]) == "float32"
+        assert precision.resolve("auto", PRESETS["default"].with_loss("wgan-gp")) == "float32"
     assert precision.resolve("mixed_float16", PRESETS["default"]) == "mixed_float16"
+
+
+def test_bfloat16_is_not_native_with_onednn_off(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"amx_bf16", "avx512_bf16"})
+    monkeypatch.setattr(precision.tf.config, "list_physical_devices", lambda kind: [])
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert precision.bfloat16_is_native()
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert not precision.bfloat16_is_native()
 
 
 def test_cpu_flags_reads_the_flags_line(tmp_path):
@@ -74,6 +84,7 @@ def test_legacy_preset_refuses_mixed_precision_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_run_records_its_precision_and_resume_keeps_it(tmp_path):
     from conftest import write_idx_dir
     write_idx_dir(tmp_path / "data")

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from genmnist import train
+from genmnist import rundir, train
 from genmnist.presets import MODELS, PRESETS, Preset
 
 
@@ -32,8 +32,11 @@ def test_a_field_no_run_could_use_is_rejected_by_name(changes):
         PRESETS["default"].replace(**changes)
 
 
-def test_the_cli_turns_a_bad_field_into_one_line_and_exit_2(tmp_path, capsys):
+def test_a_hand_edited_config_with_a_bad_field_is_one_line_and_exit_2(tmp_path, capsys):
+    run = tmp_path / "run"
+    rundir.write_config(str(run), {"preset": {**PRESETS["default"].to_dict(), "learning_rate": -0.1},
+                                   "seed": 0, "batch_size": 16, "steps": 4, "data_dir": str(tmp_path)})
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--learning-rate", "-0.1", "--out", str(tmp_path / "run"), "--data-dir", str(tmp_path)])
+        train.main(["--out", str(run), "--resume", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "learning_rate=-0.1" in err and "\n" not in err
