@@ -41,6 +41,7 @@ def test_a_second_holder_of_the_lock_refuses_at_once(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_process_is_released(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from genmnist import rundir\n"
@@ -297,6 +298,7 @@ def test_train_numeric_flags_are_range_checked_by_argparse(capsys, flag, value):
     assert exit_info.value.code == 2 and f"argument {flag}: {value} is not " in err
 
 
+@pytest.mark.slow
 def test_resume_names_every_flag_it_ignores(tiny_run, capsys):
     out, data_dir = tiny_run
     assert run_train(out, data_dir, "--resume", "--loss", "hinge", "--learning-rate", "0.1", "--seed", "0") == 0
@@ -304,6 +306,7 @@ def test_resume_names_every_flag_it_ignores(tiny_run, capsys):
     assert "ignoring --learning-rate 0.1, --loss hinge" in err and "--seed" not in err.split("ignoring")[1]
 
 
+@pytest.mark.slow
 def test_resume_past_a_damaged_newest_checkpoint_finishes_like_the_intact_run(tiny_run, tmp_path, capsys):
     import shutil
     out, data_dir = tiny_run
@@ -319,6 +322,7 @@ def test_resume_past_a_damaged_newest_checkpoint_finishes_like_the_intact_run(ti
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_a_checkpoint_exits_2_and_keeps_the_previous_one(tiny_run, tmp_path, capsys, monkeypatch):
     _, data_dir = tiny_run
     real_save = tf.train.CheckpointManager.save
@@ -360,6 +364,7 @@ def test_an_interrupt_before_the_first_g_step_exits_130_without_a_traceback(tiny
         pass
 
 
+@pytest.mark.slow
 def test_sigterm_while_starting_up_exits_130_without_a_traceback(tiny_run, tmp_path):
     import signal
     _, data_dir = tiny_run
@@ -371,6 +376,7 @@ def test_sigterm_while_starting_up_exits_130_without_a_traceback(tiny_run, tmp_p
     assert proc.returncode == 130 and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_export_exports_on_resume(tiny_run, tmp_path):
     import shutil
 
