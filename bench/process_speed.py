@@ -80,7 +80,7 @@ def statistics_share(name, data_dir, repeats=5):
     from genmnist import rundir
     from genmnist.data import batches, load_mnist
     from genmnist.presets import get_preset
-    from genmnist.train import is_milestone, noise
+    from genmnist.loop import is_milestone, noise
     from genmnist.training import GANTrainer
 
     preset = get_preset("dcgan", "default")

@@ -506,10 +506,6 @@ def markdown(info):
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # --- the WGAN-GP critic step ------------------------------------------------------------------
 
 TARGET_PENALTY_RATIO = 2.5
@@ -567,3 +563,7 @@ def penalty_step_markdown(result):
     lines += ["", f"Target: with the penalty at most {result['target']}x without it (CPU time): "
               f"{'met' if result['met'] else 'not met'}.", ""]
     return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

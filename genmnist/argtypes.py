@@ -1,11 +1,19 @@
 """argparse types that range-check numeric flags, and which flags a command line actually gave.
 
 A value out of range (``--learning-rate -1``, ``--beta1 1``, ``--steps 0``, ``nan``) ends in
-argparse's own error, exit 2, before anything is loaded or written.
+argparse's error, exit 2, before anything is loaded or written; :class:`Parser` makes that
+error one line, like every other user error of the tools.
 """
 
 import argparse
 import math
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block): ``PROG: error: ...; see --help``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
 
 
 def _checked(kind, accept, what):

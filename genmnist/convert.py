@@ -10,7 +10,6 @@ table the parity checks use; Adam slots in legacy checkpoints are skipped
 (the converted run carries weights only).
 """
 
-import argparse
 import os
 import re
 import sys
@@ -18,7 +17,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from genmnist import TF_LOG_HINT, rundir
+from genmnist import TF_LOG_HINT, argtypes, rundir
 from genmnist.errors import UserError, exit_on_user_error
 from genmnist.models import legacy_variables
 from genmnist.presets import PRESETS
@@ -113,7 +112,7 @@ def write_legacy(values, legacy_dir):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
+    p = argtypes.Parser(
         prog="python -m genmnist.convert", epilog=TF_LOG_HINT,
         description="Convert a legacy TF1 GANModel checkpoint (tf.train.Saver, names g_w1, bn1/beta, "
                     "discriminator/d_w1, ...) into a genmnist run directory with the legacy preset, or back.")

@@ -231,7 +231,7 @@ def load_samples(path, num=None, seed=0):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = argtypes.Parser(
         prog="python -m genmnist.evaluate",
         description=__doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0], epilog=TF_LOG_HINT,
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -44,7 +44,7 @@ def write(pixels, out):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
+    p = argtypes.Parser(
         prog="python -m genmnist.sample", description=__doc__.splitlines()[0], epilog=TF_LOG_HINT,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", required=True, help="run directory written by genmnist.train (its --out)")

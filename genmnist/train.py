@@ -32,7 +32,7 @@ from genmnist.presets import MODELS, PRESETS, get_preset
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = argtypes.Parser(
         prog="python -m genmnist.train",
         description="Train the legacy DCGAN-style MNIST GAN on TensorFlow 2. Writes checkpoints, "
                     "sample grids at the legacy milestones (0, 10, .., 100, 200, .., 1000, 2000, ..), "

@@ -13,11 +13,12 @@ import sys
 import cv2
 import numpy as np
 
+from genmnist import argtypes
 from genmnist.errors import UserError, exit_on_user_error
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = argtypes.Parser(
         prog="python -m legacy_v1.predict",
         description="Generate MNIST digits from a legacy_v1 (tf.compat.v1 Saver) checkpoint; writes OUT/0.png ...",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

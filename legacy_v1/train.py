@@ -40,7 +40,7 @@ def display_steps(steps):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = argtypes.Parser(
         prog="python -m legacy_v1.train",
         description="Train the legacy TF1 GAN (tf.compat.v1 graph, legacy bugs kept) on MNIST. Prints both "
                     "losses and writes out1.bmp..out3.bmp at the legacy display steps, a TensorBoard log and "
