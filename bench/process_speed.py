@@ -79,8 +79,8 @@ def statistics_share(name, data_dir, repeats=5):
 
     from genmnist import rundir
     from genmnist.data import batches, load_mnist
-    from genmnist.presets import get_preset
     from genmnist.loop import is_milestone, noise
+    from genmnist.presets import get_preset
     from genmnist.training import GANTrainer
 
     preset = get_preset("dcgan", "default")
