@@ -23,6 +23,11 @@ MACHINE = (f"{platform.node()} {platform.machine()}, "
            f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores, no GPU")
 
 
+def command_line(module):
+    """How this benchmark was started, as a user would type it (``python -m bench.NAME ARGS``)."""
+    return " ".join(["python", "-m", module, *sys.argv[1:]])
+
+
 def run_module(module, args, log_path=None, append=False, check=False):
     """``python -m module args`` in the repository; (exit code, wall seconds).
 

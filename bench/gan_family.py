@@ -20,12 +20,11 @@ training.
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
 from bench import common
-from bench.common import MACHINE, evaluate_run, notes, scoring_reference
+from bench.common import MACHINE, command_line, evaluate_run, notes, scoring_reference
 from genmnist import images, rundir
 from genmnist.evaluate import METRICS
 from genmnist.losses import USER_LOSSES
@@ -159,7 +158,7 @@ def table_order(group_key):
 
 
 def write_results(args, rows, ceiling):
-    command = "python " + " ".join(sys.argv)
+    command = command_line("bench.gan_family")
     machines = sorted({r.get("machine", MACHINE) for r in rows})
     with open(os.path.join(args.results, "gan_family.json"), "w") as f:
         json.dump({"command": command, "machine": "; ".join(machines), "rows": rows,

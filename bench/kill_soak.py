@@ -28,7 +28,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from bench.common import DATA_DIR, RESULTS, ROOT
+from bench.common import DATA_DIR, RESULTS, ROOT, command_line
 from genmnist import rundir
 
 
@@ -244,7 +244,7 @@ def main(argv=None):
     args.work = args.work or tempfile.mkdtemp(prefix="kill-soak-")
     os.makedirs(args.work, exist_ok=True)
     reference, soaked = os.path.join(args.work, "reference"), os.path.join(args.work, "soaked")
-    result = {"machine": machine(), "command": "python " + " ".join(sys.argv),
+    result = {"machine": machine(), "command": command_line("bench.kill_soak"),
               "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "train_command": ["python"] + train_command(args, "OUT", False)[1:], "kill_seed": args.kill_seed}
 

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from bench.common import DATA_DIR, RESULTS, ROOT
+from bench.common import DATA_DIR, RESULTS, ROOT, command_line
 from genmnist import precision
 
 RUN_STEPS = 10000  # genmnist.train's default --steps
@@ -118,7 +118,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not 0 < args.short < args.long:
         p.error("need 0 < --short < --long")
-    info = {"command": "python " + " ".join(sys.argv),
+    info = {"command": command_line("bench.process_speed"),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "cpu_flags": sorted(precision.cpu_flags() & set(precision.REPORTED_CPU_FLAGS)),
             "load_average_start": os.getloadavg(), "short": args.short, "long": args.long, "rounds": args.rounds}

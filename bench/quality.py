@@ -19,12 +19,11 @@ each metric against step and against wall time.
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
 from bench import common
-from bench.common import MACHINE, evaluate_run, notes, scoring_reference
+from bench.common import MACHINE, command_line, evaluate_run, notes, scoring_reference
 from genmnist import images
 from genmnist.evaluate import METRICS
 
@@ -134,7 +133,7 @@ def time_to_quality(summary, presets, baseline="legacy", machines=(MACHINE,)):
 
 
 def write_results(args, rows, ceiling):
-    command = "python " + " ".join(sys.argv)
+    command = command_line("bench.quality")
     with open(os.path.join(args.results, f"{args.tag}.json"), "w") as f:
         json.dump({"command": command, "machine": MACHINE, "rows": rows,
                    "real_vs_real": {k: ceiling[k] for k in METRICS}}, f, indent=1)

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.common import DATA_DIR, RESULTS
+from bench.common import DATA_DIR, RESULTS, command_line
 from genmnist import loop, precision, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.models import BatchNorm
@@ -279,7 +279,7 @@ def main(argv=None):
     p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     started = time.perf_counter()
-    info = {"machine": machine(), "command": "python " + " ".join(sys.argv),
+    info = {"machine": machine(), "command": command_line("bench.speed"),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "batch": BATCH, "steps_per_round": args.steps, "repeats": args.repeats}
 

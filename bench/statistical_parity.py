@@ -19,7 +19,6 @@ import csv
 import glob
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -103,7 +102,7 @@ def main():
 
     classifier, real, _ = common.scoring_reference(args.data_dir, args.num)
     os.makedirs(args.results, exist_ok=True)
-    results = {"command": "python " + " ".join(sys.argv),
+    results = {"command": common.command_line("bench.statistical_parity"),
                "machine": common.MACHINE,
                "steps": args.steps, "window": args.window, "num": args.num, "seeds": {}}
     for seed in args.seeds:
