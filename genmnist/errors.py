@@ -6,6 +6,7 @@ an interrupt (Ctrl-C) ends it with one line and exit status 130.
 """
 
 import contextlib
+import os
 import signal
 import sys
 
@@ -33,7 +34,9 @@ def exit_on_user_error(prog, interrupted=None):
 def quiet_interrupts(prog):
     """Until a CLI's own handling takes over: Ctrl-C or SIGTERM (say, while TensorFlow imports) ends in one line."""
     def stop(signum, frame):
-        print(f"\n{prog}: interrupted while starting; nothing was written", file=sys.stderr)
-        sys.exit(INTERRUPTED)
+        print(f"\n{prog}: interrupted while starting; nothing was written", file=sys.stderr, flush=True)
+        # Nothing to clean up yet, and a SystemExit raised inside TensorFlow's import can leave the
+        # interpreter waiting on threads the import started: leave at once.
+        os._exit(INTERRUPTED)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
