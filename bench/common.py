@@ -4,6 +4,7 @@ Training runs are ``python -m genmnist.train`` subprocesses (one per run, as a u
 would start them), so a benchmark measures the command line itself.
 """
 
+import json
 import os
 import platform
 import subprocess
@@ -26,6 +27,17 @@ MACHINE = (f"{platform.node()} {platform.machine()}, "
 def command_line(module):
     """How this benchmark was started, as a user would type it (``python -m bench.NAME ARGS``)."""
     return " ".join(["python", "-m", module, *sys.argv[1:]])
+
+
+def write_report(results_dir, stem, info, markdown):
+    """Write ``stem``.json (the raw ``info``) and ``stem``.md (``markdown(info)``) and print the markdown."""
+    os.makedirs(results_dir, exist_ok=True)
+    with open(os.path.join(results_dir, f"{stem}.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    report = markdown(info)
+    with open(os.path.join(results_dir, f"{stem}.md"), "w") as f:
+        f.write(report)
+    print(report)
 
 
 def run_module(module, args, log_path=None, append=False, check=False):

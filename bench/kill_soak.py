@@ -28,7 +28,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from bench.common import DATA_DIR, RESULTS, ROOT, command_line
+from bench.common import DATA_DIR, RESULTS, ROOT, command_line, write_report
 from genmnist import rundir
 
 
@@ -297,13 +297,7 @@ def main(argv=None):
     result["machine"]["load_average_end"] = os.getloadavg()
     result["passed"] = (rc == 0 and unreadable_total == 0 and not c["tensor_mismatches"]
                         and not c["sample_mismatches"] and c["export_present"] and len(kills) == args.kills)
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "kill_soak.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    text = markdown(result)
-    with open(os.path.join(args.results, "kill_soak.md"), "w") as f:
-        f.write(text)
-    print(text)
+    write_report(args.results, "kill_soak", result, markdown)
     return 0 if result["passed"] else 1
 
 

@@ -15,7 +15,6 @@ bench/results/process_speed.{json,md}.
 
 import argparse
 import datetime
-import json
 import os
 import resource
 import subprocess
@@ -25,7 +24,7 @@ import time
 
 import numpy as np
 
-from bench.common import DATA_DIR, RESULTS, ROOT, command_line
+from bench.common import DATA_DIR, RESULTS, ROOT, command_line, write_report
 from genmnist import precision
 
 RUN_STEPS = 10000  # genmnist.train's default --steps
@@ -131,13 +130,7 @@ def main(argv=None):
                         for name in wall}
     info["statistics"] = {name: statistics_share(name, args.data_dir) for name in args.precisions}
     info["load_average_end"] = os.getloadavg()
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "process_speed.json"), "w") as f:
-        json.dump(info, f, indent=2)
-    report = markdown(info)
-    with open(os.path.join(args.results, "process_speed.md"), "w") as f:
-        f.write(report)
-    print(report)
+    write_report(args.results, "process_speed", info, markdown)
     return 0
 
 

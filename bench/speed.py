@@ -13,7 +13,6 @@ bench/results/speed.{json,md}.
 import argparse
 import datetime
 import io
-import json
 import math
 import os
 import platform
@@ -25,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.common import DATA_DIR, RESULTS, command_line
+from bench.common import DATA_DIR, RESULTS, command_line, write_report
 from genmnist import loop, precision, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.models import BatchNorm
@@ -400,13 +399,7 @@ def main(argv=None):
     info["xla_faster"] = rows["genmnist XLA"]["ratio_to genmnist"] < 1.0
     info["machine"]["load_average_end"] = os.getloadavg()
     info["wall_s"] = time.perf_counter() - started
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "speed.json"), "w") as f:
-        json.dump(info, f, indent=2)
-    report = markdown(info)
-    with open(os.path.join(args.results, "speed.md"), "w") as f:
-        f.write(report)
-    print(report)
+    write_report(args.results, "speed", info, markdown)
     return 0
 
 
