@@ -52,11 +52,11 @@ def train_command(args, out, resume):
 
 
 def has_checkpoint(out):
-    return tf.train.latest_checkpoint(rundir.path(out, rundir.CHECKPOINTS)) is not None
+    return rundir.latest_checkpoint(out) is not None
 
 
 def latest_step(out):
-    latest = tf.train.latest_checkpoint(rundir.path(out, rundir.CHECKPOINTS))
+    latest = rundir.latest_checkpoint(out)
     return int(latest.rsplit("-", 1)[1]) if latest else None
 
 
@@ -169,8 +169,8 @@ def same_bytes(a, b):
 
 def compare_runs(reference, soaked):
     """Every tensor of both final checkpoints and every sample grid, byte for byte."""
-    ref_ckpt = tf.train.latest_checkpoint(rundir.path(reference, rundir.CHECKPOINTS))
-    soak_ckpt = tf.train.latest_checkpoint(rundir.path(soaked, rundir.CHECKPOINTS))
+    ref_ckpt = rundir.latest_checkpoint(reference)
+    soak_ckpt = rundir.latest_checkpoint(soaked)
     ref_reader, soak_reader = tf.train.load_checkpoint(ref_ckpt), tf.train.load_checkpoint(soak_ckpt)
     names = sorted(n for n in ref_reader.get_variable_to_shape_map() if n != "_CHECKPOINTABLE_OBJECT_GRAPH")
     mismatched = [n for n in names if not soak_reader.has_tensor(n) or not same_bytes(ref_reader.get_tensor(n),

@@ -176,6 +176,11 @@ def newest_readable(manager, candidates=None):
     return None
 
 
+def latest_checkpoint(run_dir):
+    """The path of the run's latest recorded checkpoint, or None before its first."""
+    return tf.train.latest_checkpoint(path(run_dir, CHECKPOINTS))
+
+
 def recorded_checkpoints(run_dir):
     """The checkpoints RUN/checkpoints/checkpoint lists, oldest first (whoever's manager reads them)."""
     state = tf.train.get_checkpoint_state(path(run_dir, CHECKPOINTS))

@@ -137,7 +137,7 @@ def _run_config(args):
         config["steps"] = args.steps
         config["data_dir"] = args.data_dir if args.data_dir is not None else config["data_dir"]
         return config
-    if tf.train.latest_checkpoint(rundir.path(args.out, rundir.CHECKPOINTS)):
+    if rundir.latest_checkpoint(args.out):
         raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
     preset = get_preset(args.model, args.preset)
     if args.loss:
@@ -191,7 +191,7 @@ def train(args):
               file=sys.stderr)
         return 3
     except WORKER_LOST as err:
-        last = tf.train.latest_checkpoint(rundir.path(args.out, rundir.CHECKPOINTS))
+        last = rundir.latest_checkpoint(args.out)
         print(f"error: lost another worker ({type(err).__name__} in a collective op); last checkpoint: {last}. "
               "Start every worker again with the same command plus --resume", file=sys.stderr)
         return 4
@@ -211,7 +211,7 @@ def _export(run, run_dir):
 
 def _interrupted(run_dir, steps):
     """An interrupt outside the training loop (which saves its own): say what is saved and how to go on."""
-    if tf.train.latest_checkpoint(rundir.path(run_dir, rundir.CHECKPOINTS)):
+    if rundir.latest_checkpoint(run_dir):
         print(f"\ngenmnist.train: interrupted; continue with: python -m genmnist.train --out {run_dir} --resume "
               f"--steps {steps}", file=sys.stderr)
     else:
