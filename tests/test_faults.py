@@ -186,7 +186,8 @@ def test_convert_names_a_genmnist_checkpoint_and_the_command_to_use(two_checkpoi
     run, _ = two_checkpoint_run
     source = run if which == "run" else run / "checkpoints"
     err = one_line_error(capsys, lambda: convert.main([str(source), str(tmp_path / "new")]))
-    assert "genmnist" in err and "not a legacy" in err and "--to-legacy" in err and len(err) < 300
+    assert "genmnist" in err and "not a legacy" in err and "--to-legacy" in err
+    assert len(err.replace(str(source), "")) < 250  # short apart from the path it names
     assert not (tmp_path / "new").exists()
 
 

@@ -1,7 +1,8 @@
 """The notebooks in notebooks/ run top to bottom, and their saved copies keep their outputs.
 
 Fresh copies of every notebook are executed with nbclient in quick mode (``GENMNIST_QUICK=1``),
-concurrently, one kernel each, with the working directory ``notebooks/`` and outputs in a tmp dir.
+one test (and kernel) each, so a parallel test run spreads them, with the working directory
+``notebooks/`` and outputs in a tmp dir.
 Each notebook asserts its own claims through a ``check(...)`` helper (closed form vs trained values,
 legacy graph vs Keras, checkpoint vs export, ...) and ends by printing how many passed, so a wrong
 number fails the notebook, and a notebook whose checks were silently dropped fails here.
@@ -49,18 +50,11 @@ def test_the_expected_notebooks_exist():
     assert sorted(p.name for p in executor.notebook_paths()) == sorted(MIN_CHECKS)
 
 
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    """{file name: (executed notebook or exception, seconds)} for fresh quick-mode runs of all notebooks."""
-    results = executor.execute_all(executor.notebook_paths(), quick=True,
-                                   out_root=tmp_path_factory.mktemp("notebooks"), timeout=CELL_TIMEOUT)
-    return {path.name: result for path, result in results.items()}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MIN_CHECKS))
-def test_notebook_runs_in_quick_mode(executed, name):
-    nb, seconds = executed[name]
+def test_notebook_runs_in_quick_mode(name, tmp_path):
+    path = NOTEBOOKS / name
+    nb, seconds = executor.execute_all([path], quick=True, out_root=tmp_path, timeout=CELL_TIMEOUT)[path]
     if isinstance(nb, Exception):
         pytest.fail(f"{name} failed after {seconds:.0f} s:\n{nb}", pytrace=False)
     out = _stdout(nb)

@@ -91,12 +91,12 @@ def test_run_records_its_precision_and_resume_keeps_it(tmp_path):
 
     def run(out, steps, *extra):
         return train.main(["--data-dir", str(tmp_path / "data"), "--out", str(out), "--steps", str(steps),
-                           "--batch-size", "16", "--log-every", "2", "--checkpoint-every", "3",
+                           "--batch-size", "2", "--log-every", "1", "--checkpoint-every", "1",
                            "--no-export", *extra])
-    assert run(tmp_path / "whole", 6, "--precision", "mixed_bfloat16") == 0
+    assert run(tmp_path / "whole", 2, "--precision", "mixed_bfloat16") == 0
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["precision"] == "mixed_bfloat16"
-    assert run(tmp_path / "part", 3, "--precision", "mixed_bfloat16") == 0
-    assert run(tmp_path / "part", 6, "--resume") == 0  # no --precision: the run's own is used
+    assert run(tmp_path / "part", 1, "--precision", "mixed_bfloat16") == 0
+    assert run(tmp_path / "part", 2, "--resume") == 0  # no --precision: the run's own is used
     assert json.loads((tmp_path / "part" / "config.json").read_text())["precision"] == "mixed_bfloat16"
     whole, _ = rundir.restore_generator(str(tmp_path / "whole"))
     part, _ = rundir.restore_generator(str(tmp_path / "part"))
