@@ -56,7 +56,8 @@ def run_module(module, args, log_path=None, append=False, check=False):
 
 
 def has_checkpoints(run_dir):
-    return os.path.isdir(rundir.path(run_dir, rundir.CHECKPOINTS))
+    """Whether the run saved a checkpoint to resume from (a run killed before its first one starts afresh)."""
+    return rundir.latest_checkpoint(run_dir) is not None
 
 
 def reached(run_dir, steps):

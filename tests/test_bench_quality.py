@@ -1,4 +1,7 @@
-"""bench/quality.py: the time-to-legacy-quality line picks the first budget that matches both metrics."""
+"""bench/quality.py: the time-to-legacy-quality line picks the first budget that matches both metrics;
+bench/common.train resumes only what can be resumed."""
+
+import os
 
 from bench import common, quality
 
@@ -60,3 +63,19 @@ def test_time_to_quality_warns_when_the_rows_come_from_several_machines():
                                                                            machines=["a", "a"]))
     for machines in (["a", "b"], ["a", None]):
         assert "compare machines" in quality.time_to_quality(summary, ["legacy", "default"], machines=machines)[-1]
+
+
+def test_train_resumes_only_a_run_that_saved_a_checkpoint(tmp_path, monkeypatch):
+    """A run killed before its first checkpoint has a checkpoints/ folder but nothing to resume: start afresh."""
+    import tensorflow as tf
+
+    from genmnist import rundir
+    calls = []
+    monkeypatch.setattr(common, "run_module", lambda module, args, *rest, **kw: calls.append(args) or (0, 1.0))
+    run = str(tmp_path / "run")
+    os.makedirs(rundir.path(run, rundir.CHECKPOINTS))
+    common.train(run, 10, "data")
+    assert "--resume" not in calls[-1]
+    tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), rundir.path(run, rundir.CHECKPOINTS), 1).save()
+    common.train(run, 10, "data")
+    assert "--resume" in calls[-1]
