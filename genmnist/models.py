@@ -59,31 +59,29 @@ class BatchNorm(keras.layers.Layer):
 
     def call(self, x, training=False):
         if (training or self.inference_stats == "batch") and self.fused and _single_replica():
-            return self._fused(x, training)
-        if training or self.inference_stats == "batch":
+            y, mean, variance = self.normalize_fused(x)
+        elif training or self.inference_stats == "batch":
             mean, variance = _moments(x)
-            if training and self.update_moving_stats:
-                decay = self.momentum
-                self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
-                self.moving_variance.assign(self.moving_variance * decay + variance * (1.0 - decay))
+            y = tf.nn.batch_normalization(x, mean, variance, self.beta, None, self.epsilon)
         else:
-            mean, variance = self.moving_mean, self.moving_variance
-        return tf.nn.batch_normalization(x, mean, variance, self.beta, None, self.epsilon)
+            return tf.nn.batch_normalization(x, self.moving_mean, self.moving_variance, self.beta, None, self.epsilon)
+        if training and self.update_moving_stats:
+            decay = self.momentum
+            self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
+            self.moving_variance.assign(self.moving_variance * decay + variance * (1.0 - decay))
+        return y
 
-    def _fused(self, x, training):
-        """Batch statistics with TF's fused kernel: one op forward, one backward, instead of ~10 elementwise ones."""
+    def normalize_fused(self, x):
+        """``x`` normalised by its batch statistics with TF's fused kernel (one op forward, one backward, instead
+        of ~10 elementwise ones), and those statistics: mean and biased variance, as the moving averages take
+        them.  :class:`BatchNormStatistics` reads them here, so a recompute does not reduce each input twice."""
         shape = tf.shape(x)
         x4 = x if len(x.shape) == 4 else tf.reshape(x, [-1, 1, 1, x.shape[-1]])
         ones = tf.ones_like(self.beta)
         y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
             x4, ones, self.beta, epsilon=self.epsilon, is_training=True)
-        if training and self.update_moving_stats:
-            count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), x.dtype)
-            variance = unbiased_variance * (count - 1.0) / count
-            decay = self.momentum
-            self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
-            self.moving_variance.assign(self.moving_variance * decay + variance * (1.0 - decay))
-        return tf.reshape(y, shape)
+        count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), x.dtype)
+        return tf.reshape(y, shape), mean, unbiased_variance * (count - 1.0) / count
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
@@ -125,24 +123,33 @@ class BatchNormStatistics:
     (``--ema``) never produced its own statistics at all.  Recomputed statistics keep an
     image independent of its batch-mates yet score like batch statistics
     (bench/results/quality-bn-ema.md).  Each layer sees its input as in training (earlier
-    layers normalised by their batch's statistics); the update is deterministic for the same
-    weights and arguments.
+    layers normalised by their batch's statistics), and the statistics taken are the ones the
+    fused kernel normalises with (one reduction per input, bench/results/process_speed.md);
+    the update is deterministic for the same weights and arguments.
     """
 
     def __init__(self, generator, batches=20, batch_size=128, seed=0):
         self.layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
         self.batches = batches
         if self.layers:
-            inputs = keras.Model(generator.inputs, [layer.input for layer in self.layers])
+            chain = _layer_chain(generator, self.layers[-1])
             z_dim = generator.inputs[0].shape[-1]
+
+            def batch_statistics(z):  # G's layers in training mode up to the last BatchNorm
+                x, statistics = z, []
+                for layer in chain:
+                    if isinstance(layer, BatchNorm):
+                        x, mean, variance = layer.normalize_fused(tf.cast(x, layer.compute_dtype))
+                        statistics.append(tf.stack([tf.cast(mean, tf.float32), tf.cast(variance, tf.float32)]))
+                    else:
+                        x = layer(x, training=True)
+                return statistics
 
             @tf.function(autograph=False)
             def averages():
                 def body(k, totals):  # one batch per iteration, in order: the sums are deterministic
                     z = tf.random.stateless_normal([batch_size, z_dim], seed=tf.stack([tf.constant(seed, k.dtype), k]))
-                    moments = [tf.nn.moments(tf.cast(x, tf.float32), list(range(len(x.shape) - 1)))
-                               for x in inputs(z, training=True)]
-                    return k + 1, [t + tf.stack(m) for t, m in zip(totals, moments)]
+                    return k + 1, [t + s for t, s in zip(totals, batch_statistics(z))]
                 totals = [tf.zeros([2, *layer.moving_mean.shape]) for layer in self.layers]
                 return tf.while_loop(lambda k, _: k < batches, body, (tf.constant(0, tf.int64), totals))[1]
             self._averages = averages
@@ -154,6 +161,18 @@ class BatchNormStatistics:
                 layer.moving_mean.assign(mean / self.batches)
                 layer.moving_variance.assign(variance / self.batches)
         return self.layers
+
+
+def _layer_chain(model, last):
+    """``model``'s layers after its input, up to and including ``last``, checked to form a chain (each takes the
+    previous one's output), so calling them in turn computes what the model computes there."""
+    layers = model.layers[1:model.layers.index(last) + 1]
+    previous = model.inputs[0]
+    for layer in layers:
+        if layer.input is not previous:
+            raise ValueError(f"{model.name}: layer {layer.name} does not take the previous layer's output")
+        previous = layer.output
+    return layers
 
 
 def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):

@@ -119,3 +119,15 @@ def test_recomputed_batch_norm_stats_are_the_mean_batch_statistics_of_the_curren
     # inference with them is per image: one z alone gives what it gives inside a batch
     z = tf.random.normal([8, 100], seed=2)
     np.testing.assert_allclose(generator(z[:1], training=False), generator(z, training=False)[:1], atol=1e-6)
+
+
+def test_recomputing_statistics_refuses_a_generator_whose_layers_are_not_a_chain():
+    """The recompute calls G's layers in turn; a branch would make that compute something else."""
+    import keras
+
+    z = keras.Input((4,))
+    a = keras.layers.Dense(3)(z)
+    b = BatchNorm(name="bn")(keras.layers.Dense(3)(z))  # takes z, not the Dense before it
+    generator = keras.Model(z, keras.layers.Add()([a, b]))
+    with pytest.raises(ValueError, match="bn|dense"):
+        recompute_batch_norm_stats(generator, batches=1, batch_size=2)
