@@ -38,7 +38,8 @@ class BatchNorm(keras.layers.Layer):
 
     def __init__(self, momentum=0.999, epsilon=1e-5, update_moving_stats=True,
                  inference_stats="moving", fused=True, **kwargs):
-        kwargs.setdefault("dtype", "float32")  # statistics in float32 under a mixed policy too (genmnist.precision)
+        # Under a mixed policy the input and output stay 16-bit (the fused kernel reads them and computes in
+        # float32) and the offset and statistics float32, never cast (genmnist.precision).
         super().__init__(**kwargs)
         if inference_stats not in ("moving", "batch"):
             raise ValueError(f"inference_stats must be 'moving' or 'batch', got {inference_stats!r}")
@@ -50,21 +51,23 @@ class BatchNorm(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = (input_shape[-1],)
-        self.beta = self.add_weight(name="beta", shape=channels, initializer="zeros")
+        self.beta = self.add_weight(name="beta", shape=channels, initializer="zeros", autocast=False)
         # Every replica computes the same (synchronised) statistics, so "mean" aggregation is exact.
-        self.moving_mean = self.add_weight(
-            name="moving_mean", shape=channels, initializer="zeros", trainable=False, aggregation="mean")
-        self.moving_variance = self.add_weight(
-            name="moving_variance", shape=channels, initializer="ones", trainable=False, aggregation="mean")
+        self.moving_mean = self.add_weight(name="moving_mean", shape=channels, initializer="zeros",
+                                           trainable=False, aggregation="mean", autocast=False)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=channels, initializer="ones",
+                                               trainable=False, aggregation="mean", autocast=False)
 
     def call(self, x, training=False):
         if (training or self.inference_stats == "batch") and self.fused and _single_replica():
             y, mean, variance = self.normalize_fused(x)
-        elif training or self.inference_stats == "batch":
-            mean, variance = _moments(x)
-            y = tf.nn.batch_normalization(x, mean, variance, self.beta, None, self.epsilon)
-        else:
-            return tf.nn.batch_normalization(x, self.moving_mean, self.moving_variance, self.beta, None, self.epsilon)
+        else:  # in float32 (the casts are no-ops for float32 input)
+            x32 = tf.cast(x, tf.float32)
+            if not (training or self.inference_stats == "batch"):
+                return tf.cast(tf.nn.batch_normalization(
+                    x32, self.moving_mean, self.moving_variance, self.beta, None, self.epsilon), x.dtype)
+            mean, variance = _moments(x32)
+            y = tf.cast(tf.nn.batch_normalization(x32, mean, variance, self.beta, None, self.epsilon), x.dtype)
         if training and self.update_moving_stats:
             decay = self.momentum
             self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
@@ -80,7 +83,7 @@ class BatchNorm(keras.layers.Layer):
         ones = tf.ones_like(self.beta)
         y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
             x4, ones, self.beta, epsilon=self.epsilon, is_training=True)
-        count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), x.dtype)
+        count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), mean.dtype)
         return tf.reshape(y, shape), mean, unbiased_variance * (count - 1.0) / count
 
     def get_config(self):
@@ -217,7 +220,7 @@ def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="movi
 class ImageConv2D(keras.layers.Conv2D):
     """A stride-1 'same' Conv2D on one-channel images whose float32 gradient to the image is a matmul and
     shifted sums: oneDNN's float32 backward-data kernel for a single input channel runs at a tenth of its
-    usual rate (16 of a 282 ms default step; bench/results/speed.md).  The output and the kernel and bias
+    usual rate (16 ms CPU of a 282 ms default float32 step, 2 cores).  The output and the kernel and bias
     gradients are the plain layer's ops (same bits); the image gradient is the same sum in another order.
     Other compute dtypes keep TF's gradient (oneDNN's bfloat16 kernel is fast).
     """
