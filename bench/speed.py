@@ -455,7 +455,9 @@ def markdown(info):
     lines += ["", "genmnist runs TF's fused Adam kernel (ResourceApplyAdam), one D pass over concat(real, fake) "
               "and the fused batch-norm kernel; 'genmnist, straight port' is the same trainer with Keras' own Adam, "
               "two D passes and tf.nn.moments batch norm, as first ported. Both compute the same functions "
-              "(tests/test_training.py; `python -m legacy_v1.parity` for the legacy preset)."]
+              "(tests/test_training.py; `python -m legacy_v1.parity` for the legacy preset). The default preset's "
+              "D also computes its float32 gradient to the images as a matmul plus shifted sums "
+              "(genmnist.models.ImageConv2D), and its batch norm reads bfloat16 under mixed_bfloat16."]
     lines += ["", "Each row's 'of matmul peak' is against the peak of the dtype its matmuls run in "
               "(bfloat16 for mixed_bfloat16, float32 otherwise; float16 has no native CPU kernels).", ""]
     for name, pk in info["matmul_peaks"].items():

@@ -38,7 +38,8 @@ class BatchNorm(keras.layers.Layer):
 
     def __init__(self, momentum=0.999, epsilon=1e-5, update_moving_stats=True,
                  inference_stats="moving", fused=True, **kwargs):
-        kwargs.setdefault("dtype", "float32")  # statistics in float32 under a mixed policy too (genmnist.precision)
+        # Under a mixed policy the input and output stay 16-bit (the fused kernel reads them and computes in
+        # float32) and the offset and statistics float32, never cast (genmnist.precision).
         super().__init__(**kwargs)
         if inference_stats not in ("moving", "batch"):
             raise ValueError(f"inference_stats must be 'moving' or 'batch', got {inference_stats!r}")
@@ -50,40 +51,40 @@ class BatchNorm(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = (input_shape[-1],)
-        self.beta = self.add_weight(name="beta", shape=channels, initializer="zeros")
+        self.beta = self.add_weight(name="beta", shape=channels, initializer="zeros", autocast=False)
         # Every replica computes the same (synchronised) statistics, so "mean" aggregation is exact.
-        self.moving_mean = self.add_weight(
-            name="moving_mean", shape=channels, initializer="zeros", trainable=False, aggregation="mean")
-        self.moving_variance = self.add_weight(
-            name="moving_variance", shape=channels, initializer="ones", trainable=False, aggregation="mean")
+        self.moving_mean = self.add_weight(name="moving_mean", shape=channels, initializer="zeros",
+                                           trainable=False, aggregation="mean", autocast=False)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=channels, initializer="ones",
+                                               trainable=False, aggregation="mean", autocast=False)
 
     def call(self, x, training=False):
         if (training or self.inference_stats == "batch") and self.fused and _single_replica():
-            return self._fused(x, training)
-        if training or self.inference_stats == "batch":
-            mean, variance = _moments(x)
-            if training and self.update_moving_stats:
-                decay = self.momentum
-                self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
-                self.moving_variance.assign(self.moving_variance * decay + variance * (1.0 - decay))
-        else:
-            mean, variance = self.moving_mean, self.moving_variance
-        return tf.nn.batch_normalization(x, mean, variance, self.beta, None, self.epsilon)
+            y, mean, variance = self.normalize_fused(x)
+        else:  # in float32 (the casts are no-ops for float32 input)
+            x32 = tf.cast(x, tf.float32)
+            if not (training or self.inference_stats == "batch"):
+                return tf.cast(tf.nn.batch_normalization(
+                    x32, self.moving_mean, self.moving_variance, self.beta, None, self.epsilon), x.dtype)
+            mean, variance = _moments(x32)
+            y = tf.cast(tf.nn.batch_normalization(x32, mean, variance, self.beta, None, self.epsilon), x.dtype)
+        if training and self.update_moving_stats:
+            decay = self.momentum
+            self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
+            self.moving_variance.assign(self.moving_variance * decay + variance * (1.0 - decay))
+        return y
 
-    def _fused(self, x, training):
-        """Batch statistics with TF's fused kernel: one op forward, one backward, instead of ~10 elementwise ones."""
+    def normalize_fused(self, x):
+        """``x`` normalised by its batch statistics with TF's fused kernel (one op forward, one backward, instead
+        of ~10 elementwise ones), and those statistics: mean and biased variance, as the moving averages take
+        them.  :class:`BatchNormStatistics` reads them here, so a recompute does not reduce each input twice."""
         shape = tf.shape(x)
         x4 = x if len(x.shape) == 4 else tf.reshape(x, [-1, 1, 1, x.shape[-1]])
         ones = tf.ones_like(self.beta)
         y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
             x4, ones, self.beta, epsilon=self.epsilon, is_training=True)
-        if training and self.update_moving_stats:
-            count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), x.dtype)
-            variance = unbiased_variance * (count - 1.0) / count
-            decay = self.momentum
-            self.moving_mean.assign(self.moving_mean * decay + mean * (1.0 - decay))
-            self.moving_variance.assign(self.moving_variance * decay + variance * (1.0 - decay))
-        return tf.reshape(y, shape)
+        count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), mean.dtype)
+        return tf.reshape(y, shape), mean, unbiased_variance * (count - 1.0) / count
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
@@ -125,24 +126,33 @@ class BatchNormStatistics:
     (``--ema``) never produced its own statistics at all.  Recomputed statistics keep an
     image independent of its batch-mates yet score like batch statistics
     (bench/results/quality-bn-ema.md).  Each layer sees its input as in training (earlier
-    layers normalised by their batch's statistics); the update is deterministic for the same
-    weights and arguments.
+    layers normalised by their batch's statistics), and the statistics taken are the ones the
+    fused kernel normalises with (one reduction per input, bench/results/process_speed.md);
+    the update is deterministic for the same weights and arguments.
     """
 
     def __init__(self, generator, batches=20, batch_size=128, seed=0):
         self.layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
         self.batches = batches
         if self.layers:
-            inputs = keras.Model(generator.inputs, [layer.input for layer in self.layers])
+            chain = _layer_chain(generator, self.layers[-1])
             z_dim = generator.inputs[0].shape[-1]
+
+            def batch_statistics(z):  # G's layers in training mode up to the last BatchNorm
+                x, statistics = z, []
+                for layer in chain:
+                    if isinstance(layer, BatchNorm):
+                        x, mean, variance = layer.normalize_fused(tf.cast(x, layer.compute_dtype))
+                        statistics.append(tf.stack([tf.cast(mean, tf.float32), tf.cast(variance, tf.float32)]))
+                    else:
+                        x = layer(x, training=True)
+                return statistics
 
             @tf.function(autograph=False)
             def averages():
                 def body(k, totals):  # one batch per iteration, in order: the sums are deterministic
                     z = tf.random.stateless_normal([batch_size, z_dim], seed=tf.stack([tf.constant(seed, k.dtype), k]))
-                    moments = [tf.nn.moments(tf.cast(x, tf.float32), list(range(len(x.shape) - 1)))
-                               for x in inputs(z, training=True)]
-                    return k + 1, [t + tf.stack(m) for t, m in zip(totals, moments)]
+                    return k + 1, [t + s for t, s in zip(totals, batch_statistics(z))]
                 totals = [tf.zeros([2, *layer.moving_mean.shape]) for layer in self.layers]
                 return tf.while_loop(lambda k, _: k < batches, body, (tf.constant(0, tf.int64), totals))[1]
             self._averages = averages
@@ -154,6 +164,18 @@ class BatchNormStatistics:
                 layer.moving_mean.assign(mean / self.batches)
                 layer.moving_variance.assign(variance / self.batches)
         return self.layers
+
+
+def _layer_chain(model, last):
+    """``model``'s layers after its input, up to and including ``last``, checked to form a chain (each takes the
+    previous one's output), so calling them in turn computes what the model computes there."""
+    layers = model.layers[1:model.layers.index(last) + 1]
+    previous = model.inputs[0]
+    for layer in layers:
+        if layer.input is not previous:
+            raise ValueError(f"{model.name}: layer {layer.name} does not take the previous layer's output")
+        previous = layer.output
+    return layers
 
 
 def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
@@ -194,6 +216,52 @@ def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="movi
     return keras.Model(z, images, name="generator")
 
 
+@keras.saving.register_keras_serializable(package="genmnist")
+class ImageConv2D(keras.layers.Conv2D):
+    """A stride-1 'same' Conv2D on one-channel images whose float32 gradient to the image is a matmul and
+    shifted sums: oneDNN's float32 backward-data kernel for a single input channel runs at a tenth of its
+    usual rate (16 ms CPU of a 282 ms default float32 step, 2 cores).  The output and the kernel and bias
+    gradients are the plain layer's ops (same bits); the image gradient is the same sum in another order.
+    Other compute dtypes keep TF's gradient (oneDNN's bfloat16 kernel is fast).
+    """
+
+    def build(self, input_shape):
+        k = self.kernel_size
+        if (input_shape[-1] != 1 or self.strides != (1, 1) or self.padding != "same" or k[0] != k[1]
+                or k[0] % 2 == 0 or self.dilation_rate != (1, 1) or self.data_format != "channels_last"):
+            raise ValueError(f"{self.name}: ImageConv2D takes one channel, stride 1, 'same' padding, an odd "
+                             f"square kernel (got {input_shape[-1]} channel(s), strides {self.strides}, "
+                             f"padding {self.padding!r}, kernel {k})")
+        super().build(input_shape)
+
+    def convolution_op(self, inputs, kernel):
+        if self.compute_dtype != "float32":
+            return super().convolution_op(inputs, kernel)
+
+        @tf.custom_gradient
+        def convolve(x, w):
+            def gradient(dy):
+                dw = tf.raw_ops.Conv2DBackpropFilter(  # what TF's own Conv2D gradient runs
+                    input=x, filter_sizes=tf.shape(w), out_backprop=dy, strides=[1, 1, 1, 1], padding="SAME")
+                return _image_gradient(dy, w), dw
+            return super(ImageConv2D, self).convolution_op(x, w), gradient
+        return convolve(inputs, tf.convert_to_tensor(kernel))  # a tensor: the gradient owns no variables
+
+
+def _image_gradient(dy, kernel):
+    """d(sum(dy * conv(x, kernel)))/dx for one-channel x, stride 1, 'same': every output pixel's k*k tap
+    values (one matmul over the channels), each shifted back to the input pixel it came from and summed."""
+    k, channels = kernel.shape[0], kernel.shape[-1]
+    height, width = dy.shape[1], dy.shape[2]
+    taps = tf.matmul(tf.reshape(kernel, [k * k, channels]), tf.reshape(dy, [-1, channels]), transpose_b=True)
+    half = k // 2
+    taps = tf.pad(tf.reshape(taps, [k * k, -1, height, width]), [[0, 0], [0, 0], [half, half], [half, half]])
+    # tap (i, j) of the output pixel at (r, c) reads the input pixel (r + i - half, c + j - half)
+    shifted = [taps[i * k + j, :, k - 1 - i:k - 1 - i + height, k - 1 - j:k - 1 - j + width]
+               for i in range(k) for j in range(k)]
+    return tf.add_n(shifted)[..., None]
+
+
 def _maybe_spectral(layer, spectral_norm):
     """Wrap in spectral normalisation (Miyato et al.) under the layer's own name, so lookups by name still work."""
     if not spectral_norm:
@@ -203,8 +271,11 @@ def _maybe_spectral(layer, spectral_norm):
     return keras.layers.SpectralNormalization(layer, name=name, dtype=layer.dtype_policy)
 
 
-def build_discriminator(spectral_norm=False):
+def build_discriminator(spectral_norm=False, fast_image_gradient=False):
     """images [b, 28, 28, 1] -> one raw score per image [b, 1]: the legacy 4-layer average-pooled net.
+
+    ``fast_image_gradient``: the first layer is an :class:`ImageConv2D`, the same function with a faster
+    float32 gradient to the images (the generator step's path), summed in another order.
 
     The score is a logit for the sigmoid losses (the legacy code's probability
     is ``tf.sigmoid(score)``, applied by the loss, never by the model) and a
@@ -212,8 +283,9 @@ def build_discriminator(spectral_norm=False):
     """
     images = keras.Input(IMAGE_SHAPE, name="images")
     sn = lambda layer: _maybe_spectral(layer, spectral_norm)  # noqa: E731
-    x = sn(keras.layers.Conv2D(32, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
-                               name="d_1"))(images)
+    image_conv = ImageConv2D if fast_image_gradient else keras.layers.Conv2D
+    x = sn(image_conv(32, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
+                      name="d_1"))(images)
     x = keras.layers.AveragePooling2D(2, 2, padding="same")(x)
     x = sn(keras.layers.Conv2D(64, 5, padding="same", activation="relu", kernel_initializer=_legacy_init(),
                                name="d_2"))(x)

@@ -2,9 +2,10 @@
 
 Under ``mixed_bfloat16``/``mixed_float16`` the convolutions and matmuls run in
 16 bits while every variable, optimizer slot, batch-norm statistic, loss and the
-gradient penalty stay float32: the policy makes variables float32, and
-``genmnist.models`` keeps batch norm and each network's output layer in float32
-(so D's scores reach the losses, and G's images reach sampling, as float32).
+gradient penalty stay float32: the policy makes variables float32, batch norm's
+fused kernel reads and writes 16 bits but computes in float32 (no float32 copy of
+its input and output), and ``genmnist.models`` keeps each network's output layer
+in float32 (so D's scores reach the losses, and G's images reach sampling, as float32).
 float16's narrow exponent needs loss scaling; bfloat16 has float32's range and
 does not.  The legacy presets stay float32: their parity checks compare with the
 float32 legacy graph.

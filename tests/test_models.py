@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from genmnist import rundir
 from genmnist.models import (
     BatchNorm,
+    ImageConv2D,
     build_discriminator,
     build_generator,
     legacy_variables,
     recompute_batch_norm_stats,
 )
+from genmnist.presets import PRESETS
 
 SPEC_SHAPES = {
     "g_w1": (100, 1024), "g_b1": (1024,), "g_w2": (1024, 3136), "g_b2": (3136,),
@@ -119,3 +122,48 @@ def test_recomputed_batch_norm_stats_are_the_mean_batch_statistics_of_the_curren
     # inference with them is per image: one z alone gives what it gives inside a batch
     z = tf.random.normal([8, 100], seed=2)
     np.testing.assert_allclose(generator(z[:1], training=False), generator(z, training=False)[:1], atol=1e-6)
+
+
+def test_recomputing_statistics_refuses_a_generator_whose_layers_are_not_a_chain():
+    """The recompute calls G's layers in turn; a branch would make that compute something else."""
+    import keras
+
+    z = keras.Input((4,))
+    a = keras.layers.Dense(3)(z)
+    b = BatchNorm(name="bn")(keras.layers.Dense(3)(z))  # takes z, not the Dense before it
+    generator = keras.Model(z, keras.layers.Add()([a, b]))
+    with pytest.raises(ValueError, match="bn|dense"):
+        recompute_batch_norm_stats(generator, batches=1, batch_size=2)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_image_conv_is_the_plain_conv_with_the_image_gradient_summed_in_another_order(compiled):
+    """Output, kernel and bias gradients bit for bit; the image gradient (the G step's path) to rounding."""
+    tf.keras.utils.set_random_seed(4)
+    x = tf.random.uniform([8, 28, 28, 1])
+    upstream = tf.random.normal([8, 28, 28, 32])
+    layers = [cls(32, 5, padding="same", activation="relu") for cls in (tf.keras.layers.Conv2D, ImageConv2D)]
+    for layer in layers:
+        layer.build(x.shape)
+    layers[1].set_weights(layers[0].get_weights())
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        return [y, *tape.gradient(y, [x, layer.kernel, layer.bias], output_gradients=upstream)]
+    plain, fast = ((tf.function(run) if compiled else run)(layer) for layer in layers)
+    for i in (0, 2, 3):
+        np.testing.assert_array_equal(fast[i].numpy(), plain[i].numpy())
+    np.testing.assert_allclose(fast[1].numpy(), plain[1].numpy(), rtol=1e-5, atol=1e-6 * np.abs(plain[1]).max())
+    assert np.abs(plain[1].numpy()).max() > 0.1  # a real gradient, not zeros
+    with pytest.raises(ValueError, match="one channel"):
+        ImageConv2D(4, 5, padding="same").build((None, 28, 28, 3))
+
+
+def test_only_non_legacy_presets_without_a_penalty_take_the_fast_image_gradient():
+    def first_layer(preset):
+        return type(rundir.build_models(preset)[1].get_layer("d_1"))
+    assert first_layer(PRESETS["default"]) is ImageConv2D
+    assert first_layer(PRESETS["legacy"]) is not ImageConv2D  # parity with the legacy graph's sums
+    assert first_layer(PRESETS["default"].with_loss("wgan-gp")) is not ImageConv2D

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from genmnist import precision, rundir, train
+from genmnist.models import BatchNorm
 from genmnist.presets import PRESETS
 from genmnist.training import GANTrainer
 
@@ -102,3 +103,21 @@ def test_run_records_its_precision_and_resume_keeps_it(tmp_path):
     part, _ = rundir.restore_generator(str(tmp_path / "part"))
     for a, b in zip(whole.variables, part.variables):  # a float32 continuation would differ
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_mixed_batch_norm_reads_and_writes_16_bits_and_gives_the_float32_layer_rounded(training):
+    """No float32 copy of the activations around batch norm: 16-bit input and output, float32 statistics,
+    and the numbers of normalising in float32 and rounding (what the layer gave in float32 before)."""
+    x = tf.cast(tf.random.normal([64, 7, 7, 32], 1.0, 2.0, seed=3), tf.bfloat16)
+    with precision.policy("mixed_bfloat16"):
+        mixed = BatchNorm(momentum=0.9)
+    plain = BatchNorm(momentum=0.9, dtype="float32")
+    y_mixed, y_plain = mixed(x, training=training), plain(tf.cast(x, tf.float32), training=training)
+    assert y_mixed.dtype == tf.bfloat16
+    np.testing.assert_array_equal(tf.cast(y_mixed, tf.float32), tf.cast(tf.cast(y_plain, tf.bfloat16), tf.float32))
+    for statistic in ("moving_mean", "moving_variance"):
+        assert getattr(mixed, statistic).dtype == "float32"
+        np.testing.assert_allclose(getattr(mixed, statistic).numpy(), getattr(plain, statistic).numpy(), rtol=1e-6)
+    if training:
+        assert not np.allclose(mixed.moving_mean.numpy(), 0.0)  # the update ran
