@@ -81,6 +81,7 @@ def test_a_run_killed_part_way_is_resumed_and_a_finished_one_is_not_retrained(tm
     assert "--resume" not in calls[-1]
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "ckpt-300.index").write_text("")
+    (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-300"\n')  # what the manager records
     assert gan_family.train(str(run), "dcgan", "hinge", 0, 500, "data", spectral_norm=True) == (0, None)
     assert "--resume" in calls[-1] and "--spectral-norm" in calls[-1]
     (run / "checkpoints" / "ckpt-500.index").write_text("")
