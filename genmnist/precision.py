@@ -59,8 +59,7 @@ def resolve(name, preset):
     in bfloat16), else float32.  A mixed precision with a legacy preset is a user error.
     """
     if name == AUTO:
-        measured = preset.name != "legacy" and not preset.gp_weight  # bfloat16 quality measured for these
-        return "mixed_bfloat16" if measured and bfloat16_is_native() else "float32"
+        return "float32" if preset.keeps_reference_arithmetic or not bfloat16_is_native() else "mixed_bfloat16"
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS + (AUTO,))}")
     if name != "float32" and preset.name == "legacy":

@@ -54,6 +54,13 @@ class Preset:
         if bad:
             raise ValueError("invalid preset " + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad))
 
+    @property
+    def keeps_reference_arithmetic(self):
+        """Whether runs must compute as the float32 reference does (no bfloat16, no reordered sums): the
+        legacy preset for its parity with the legacy graph, and gradient-penalty runs, whose double
+        backprop was measured with neither (bench/results/precision-*.md)."""
+        return self.name == "legacy" or bool(self.gp_weight)
+
     def with_loss(self, name):
         """Switch the loss and take that loss's usual schedule (critic steps, clipping, penalty)."""
         spec = losses.get(name)

@@ -96,10 +96,8 @@ def build_models(preset):
     generator = build_generator(update_moving_stats=preset.update_moving_stats,
                                 inference_stats="batch" if preset.sampling_stats == "batch" else "moving",
                                 bn_momentum=preset.bn_momentum)
-    # The faster image gradient computes the legacy graph's sums in another order: not for the legacy preset
-    # (its parity), nor under a gradient penalty (its second-order gradient was not measured with it).
-    fast_image_gradient = preset.name != "legacy" and not preset.gp_weight
-    return generator, build_discriminator(preset.spectral_norm, fast_image_gradient)
+    # The faster image gradient sums in another order than the reference does.
+    return generator, build_discriminator(preset.spectral_norm, not preset.keeps_reference_arithmetic)
 
 
 def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
