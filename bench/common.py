@@ -12,7 +12,7 @@ import sys
 import time
 
 from genmnist import evaluate, rundir, sample
-from genmnist.classifier import get_classifier
+from genmnist.classifier import load_classifier
 from genmnist.data import load_mnist
 from genmnist.models import BatchNorm, recompute_batch_norm_stats
 
@@ -80,9 +80,9 @@ def train(run_dir, steps, data_dir, flags=(), log_path=None, check=False):
 
 
 def scoring_reference(data_dir, num):
-    """The evaluation classifier, the real test split prepared for it, and the real-vs-real
+    """The pinned evaluation classifier, the real test split prepared for it, and the real-vs-real
     metrics of ``num`` train images: what every benchmark row is scored against."""
-    classifier = get_classifier(data_dir)
+    classifier = load_classifier()
     real = evaluate.prepare_real(classifier, load_mnist(data_dir, "test").images)
     ceiling = evaluate.evaluate_images(load_mnist(data_dir, "train").images[:num], classifier, real)
     return classifier, real, ceiling

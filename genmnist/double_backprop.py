@@ -71,17 +71,17 @@ def input_gradient(critic, x):
     return grads, _mask_tensors(operations[start:middle], operations[middle:], x, grads)
 
 
-def gradient_penalty(critic, real, fake, u, norm_axes):
+def gradient_penalty(critic, real, fake, u, norm_axes, epsilon=0.0):
     """``losses.gradient_penalty``, differentiable with respect to the critic's variables only
     (the images are constants: the critic step never differentiates the penalty by them)."""
     if tf.executing_eagerly():
-        return losses.gradient_penalty(critic, real, fake, u, norm_axes)
+        return losses.gradient_penalty(critic, real, fake, u, norm_axes, epsilon)
     x_hat = tf.stop_gradient(losses.interpolates(real, fake, u))
 
     @tf.custom_gradient
     def penalty(x):
         grads, masks = input_gradient(critic, x)
-        value = losses.norm_penalty(grads, norm_axes)
+        value = losses.norm_penalty(grads, norm_axes, epsilon)
 
         def grad_fn(upstream, variables=None):
             weights = tf.gradients(value, variables, grad_ys=upstream, stop_gradients=masks or [],

@@ -191,8 +191,9 @@ class Progress:
         self.last_step, self.last_time = step, now
         done = int(30 * step / self.total)
         eta = (self.total - step) / rate if rate > 0 else 0
+        penalty = f"penalty {metrics['penalty']:.4f} " if "penalty" in metrics else ""
         line = (f"[{'#' * done}{'.' * (30 - done)}] {step}/{self.total} "
-                f"d_loss {metrics['d_loss']:.4f} g_loss {metrics['g_loss']:.4f} "
+                f"d_loss {metrics['d_loss']:.4f} {penalty}g_loss {metrics['g_loss']:.4f} "
                 f"D(x) {metrics['d_real']:.3f} D(G(z)) {metrics['d_fake']:.3f} "
                 f"{rate:.2f} steps/s ETA {datetime.timedelta(seconds=int(eta))}")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.out, flush=True)
@@ -206,7 +207,8 @@ class Progress:
 class MetricsLogger:
     """The NaN check, the progress line and the TensorBoard scalars of one logged step."""
 
-    TAGS = (("d_loss", "d_loss"), ("g_loss", "g_loss"), ("d_real", "D(x)"), ("d_fake", "D(G(z))"))
+    TAGS = (("d_loss", "d_loss"), ("penalty", "penalty"), ("g_loss", "g_loss"), ("d_real", "D(x)"),
+            ("d_fake", "D(G(z))"))
 
     def __init__(self, progress, writer):
         self.progress, self.writer = progress, writer
@@ -219,7 +221,8 @@ class MetricsLogger:
         rate = self.progress.update(done, values)
         with self.writer.as_default():
             for name, tag in self.TAGS:
-                tf.summary.scalar(tag, values[name], step=done)
+                if name in values:  # the penalty only where there is one
+                    tf.summary.scalar(tag, values[name], step=done)
             tf.summary.scalar("steps_per_sec", rate, step=done)
 
 
@@ -230,10 +233,10 @@ class Evaluator:
 
     def __init__(self, run_dir, data_dir, num, seed, start_step=0):
         from genmnist import evaluate
-        from genmnist.classifier import get_classifier
+        from genmnist.classifier import load_classifier
 
         self.evaluate, self.num, self.seed = evaluate, num, seed
-        self.classifier = get_classifier(data_dir, log=lambda m: print(m, file=sys.stderr))
+        self.classifier = load_classifier()
         self.evaluate.check_images(np.zeros((num, 28, 28), np.uint8), self.evaluate.min_images(self.classifier),
                                    what="--eval-num")
         self.real = evaluate.prepare_real(self.classifier, load_mnist(data_dir, "test").images)

@@ -104,7 +104,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=argtypes.non_negative_int, default=0,
                    help="every N iterations, score --eval-num samples with genmnist.evaluate (classifier "
                         "score, Frechet distance, class coverage, precision/recall) into TensorBoard and "
-                        "RUN/eval.csv; the first use trains and caches the MNIST classifier (minutes)")
+                        "RUN/eval.csv, with the pinned evaluation classifier")
     p.add_argument("--eval-num", type=argtypes.positive_int, default=2000, help="samples per evaluation (at least 129)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
     p.add_argument("--precision", choices=precision.PRECISIONS + (precision.AUTO,), default=precision.DEFAULT,

@@ -185,13 +185,14 @@ class GANTrainer:
         return u[:, start:start + tf.shape(real)[0]]
 
     def _penalty(self, real, fake, u):
-        axes = [1] if self.preset.legacy_gradient_penalty else [1, 2, 3]  # legacy: norm over axis 1 only
+        legacy = self.preset.legacy_gradient_penalty  # legacy: norm over axis 1 only, no epsilon
+        axes, epsilon = ([1], 0.0) if legacy else ([1, 2, 3], losses.GP_NORM_EPSILON)
         # The cheaper double backprop gives the DCGAN discriminator's gradients bit for bit; on the
         # legacy WGAN critic it differs in the last bits, which Adam turns into lr-sized steps and
         # the legacy WGAN-GP parity rejects, so that critic keeps the plain formula.
         penalty = (double_backprop.gradient_penalty if self.preset.model == "dcgan"
                    else losses.gradient_penalty)
-        return self.preset.gp_weight * penalty(self.discriminator, real, fake, u, axes)
+        return self.preset.gp_weight * penalty(self.discriminator, real, fake, u, axes, epsilon)
 
     def _clip_discriminator(self):
         """WGAN weight clipping, applied once per variable in cross-replica context (mirrored copies stay equal)."""
@@ -211,17 +212,20 @@ class GANTrainer:
                 real_scores = self.discriminator(real, training=True)
                 fake_scores = self.discriminator(fake, training=True)
             d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
-            if self.preset.gp_weight:
-                d_loss += self._penalty(real, fake, u)
+            penalty = self._penalty(real, fake, u) if self.preset.gp_weight else None
+            if penalty is not None:
+                d_loss += penalty
             scaled = self.d_optimizer.scale_loss(d_loss * self.loss_scale)  # float16: loss scaling
         grads = tape.gradient(scaled, self.d_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         if self.preset.clip:
             self._clip_discriminator()
         report = tf.sigmoid if self.loss.sigmoid else tf.identity  # D(x) as a probability or a critic score
-        return {"d_loss": d_loss,
-                "d_real": tf.reduce_mean(report(real_scores)),
-                "d_fake": tf.reduce_mean(report(fake_scores))}, real_scores
+        metrics = {"d_loss": d_loss, "d_real": tf.reduce_mean(report(real_scores)),
+                   "d_fake": tf.reduce_mean(report(fake_scores))}
+        if penalty is not None:  # the weighted penalty, part of d_loss: the critic loss is d_loss - penalty
+            metrics["penalty"] = penalty
+        return metrics, real_scores
 
     def _discriminator_step(self, real, z, u):
         """A D-only step (the legacy warm-up); ``z`` as for train_step, its first noise batch used."""

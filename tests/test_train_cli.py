@@ -229,7 +229,6 @@ def test_eval_every_writes_metrics_to_csv(finished_run, tmp_path, monkeypatch):
     from conftest import write_idx_dir
     _, data_dir = finished_run
     write_idx_dir(data_dir, n=300, seed=1, prefix="t10k")  # the evaluation's real reference
-    monkeypatch.setenv("GENMNIST_CACHE", str(tmp_path / "cache"))  # a classifier trained on the tiny data
     out = tmp_path / "evaluated"
     assert run_train(out, data_dir, "--eval-every", "6", "--eval-num", "200", "--no-export") == 0
     import csv
