@@ -21,7 +21,6 @@ rather than ``keras.utils.set_random_seed``, so it never reseeds a GAN run that
 shares the process.
 """
 
-import argparse
 import hashlib
 import json
 import os

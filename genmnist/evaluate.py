@@ -27,7 +27,6 @@ import argparse
 import glob
 import json
 import os
-import sys
 import zipfile
 
 import numpy as np
