@@ -304,7 +304,7 @@ def main(argv=None):
     straight_port = GANTrainer(port_g, port_d, preset, seed=0)
     straight_port.joint_d_pass = False
     straight_port.g_optimizer, straight_port.d_optimizer = (
-        straight_port.adam(variables, optimizer=keras.optimizers.Adam)
+        straight_port.adam(variables, preset.learning_rate, optimizer=keras.optimizers.Adam)
         for variables in (straight_port.g_variables, straight_port.d_variables))
     whole_step = getattr(trainer, "_distributed_train_step", trainer._train_step)
     xla_step = tf.function(whole_step, jit_compile=True)

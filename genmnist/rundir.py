@@ -70,7 +70,8 @@ def read_config(run_dir):
     return config
 
 
-_SETTING_OF_FLAG = {"preset": "name", "ema": "ema_decay"}  # train flags named unlike the setting they set
+# train flags named unlike the setting they set
+_SETTING_OF_FLAG = {"preset": "name", "ema": "ema_decay", "r1": "r1_weight"}
 _RESUME_HONOURS = {"steps", "data_dir"}  # stored settings a resumed run takes from its command line
 
 

@@ -55,6 +55,11 @@ def parse_args(argv=None):
                    help="WGAN weight clipping bound (default: 0.01 with --loss wgan, else off)")
     p.add_argument("--gp-weight", type=argtypes.non_negative_float, default=None,
                    help="WGAN-GP gradient penalty weight (default: 10 with --loss wgan-gp, else off)")
+    p.add_argument("--r1", type=argtypes.non_negative_float, default=None, metavar="GAMMA",
+                   help="R1 penalty on real images: D's loss += GAMMA / 2 mean ||grad_x D(x)||^2 (default: the "
+                        "preset's, off)")
+    p.add_argument("--penalty-fraction", type=argtypes.positive_fraction, default=None,
+                   help="compute the gradient penalty and R1 on this share of each batch (default: the preset's, 1)")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None,
@@ -71,6 +76,11 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=argtypes.positive_int, default=128, help="images per batch")
     p.add_argument("--learning-rate", type=argtypes.positive_float, default=None,
                    help="Adam learning rate for both networks (default: the preset's; legacy 0.0005, default 0.0002)")
+    p.add_argument("--d-learning-rate", type=argtypes.positive_float, default=None,
+                   help="D's Adam rate when it should differ from G's (two time-scale updates; default: the "
+                        "preset's, the same as --learning-rate)")
+    p.add_argument("--lr-decay-steps", type=argtypes.non_negative_int, default=None, metavar="N",
+                   help="both rates fall linearly to 0 over N iterations (0: constant; default: the preset's)")
     p.add_argument("--beta1", type=argtypes.fraction, default=None,
                    help="Adam beta1 (default: the preset's; legacy 0.9, default 0.5)")
     p.add_argument("--seed", type=argtypes.seed, default=0,
@@ -143,7 +153,9 @@ def _run_config(args):
     if args.loss:
         preset = preset.with_loss(args.loss)
     try:
-        preset = preset.replace(learning_rate=args.learning_rate, beta1=args.beta1, n_critic=args.n_critic,
+        preset = preset.replace(learning_rate=args.learning_rate, d_learning_rate=args.d_learning_rate,
+                                lr_decay_steps=args.lr_decay_steps, r1_weight=args.r1,
+                                penalty_fraction=args.penalty_fraction, beta1=args.beta1, n_critic=args.n_critic,
                                 clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
                                 label_smoothing=args.label_smoothing, ema_decay=args.ema,
                                 pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range

@@ -106,8 +106,9 @@ class GANTrainer:
         self.g_variables = generator_variables(generator, preset.train_bn_offsets)
         self.d_variables = list(discriminator.trainable_variables)
         with self.strategy.scope():
-            self.g_optimizer = self.adam(self.g_variables)
-            self.d_optimizer = self.adam(self.d_variables)
+            self.g_optimizer = self.adam(self.g_variables, preset.learning_rate)
+            self.d_optimizer = self.adam(self.d_variables, preset.d_learning_rate or preset.learning_rate,
+                                         updates_per_g_step=preset.n_critic)
         # Draws the gradient-penalty interpolation weights for the whole global batch, outside the
         # replicas (one stream, so a split batch gets the weights one device would); checkpointed.
         self.rng = tf.random.Generator.from_seed(seed)
@@ -158,10 +159,16 @@ class GANTrainer:
             self.ema.update(self.g_optimizer.iterations)  # in cross-replica context: one update of the mirror
         return metrics
 
-    def adam(self, variables, optimizer=FusedAdam):
-        """The preset's Adam for ``variables``, slots built; ``optimizer`` picks the class (bench/speed.py)."""
+    def adam(self, variables, learning_rate, optimizer=FusedAdam, updates_per_g_step=1):
+        """The preset's Adam for ``variables``, slots built; ``optimizer`` picks the class (bench/speed.py).
+
+        With ``lr_decay_steps`` the rate falls linearly to 0 over that many G steps, counted in this
+        optimizer's own updates (``updates_per_g_step`` per G step; D's warm-up steps count too)."""
         p = self.preset
-        optimizer = optimizer(p.learning_rate, beta_1=p.beta1, beta_2=p.beta2, epsilon=p.adam_epsilon)
+        if p.lr_decay_steps:
+            learning_rate = keras.optimizers.schedules.PolynomialDecay(
+                learning_rate, p.lr_decay_steps * updates_per_g_step, end_learning_rate=0.0)
+        optimizer = optimizer(learning_rate, beta_1=p.beta1, beta_2=p.beta2, epsilon=p.adam_epsilon)
         optimizer = precision.with_loss_scaling(optimizer, precision.of(self.generator))
         optimizer.build(variables)  # create slots now, not inside the traced step
         return optimizer
@@ -192,7 +199,24 @@ class GANTrainer:
         # the legacy WGAN-GP parity rejects, so that critic keeps the plain formula.
         penalty = (double_backprop.gradient_penalty if self.preset.model == "dcgan"
                    else losses.gradient_penalty)
+        real, fake, u = self._penalty_share(real, fake, u)
         return self.preset.gp_weight * penalty(self.discriminator, real, fake, u, axes, epsilon)
+
+    def _r1(self, real):
+        """gamma / 2 mean ||grad_x D(x)||^2 over (a share of) the real batch."""
+        penalty = (double_backprop.input_gradient_penalty if self.preset.model == "dcgan"
+                   else losses.input_gradient_penalty)
+        (real,) = self._penalty_share(real)
+        return self.preset.r1_weight / 2 * penalty(self.discriminator, real, losses.r1_penalty)
+
+    def _penalty_share(self, *batches):
+        """The first ``penalty_fraction`` of each batch's examples (at least one): a cheaper penalty."""
+        if self.preset.penalty_fraction == 1:
+            return batches
+        size = tf.shape(batches[0])[0]
+        share = tf.maximum(1, tf.cast(tf.math.round(self.preset.penalty_fraction * tf.cast(size, tf.float32)),
+                                      tf.int32))
+        return tuple(b[:share] for b in batches)
 
     def _clip_discriminator(self):
         """WGAN weight clipping, applied once per variable in cross-replica context (mirrored copies stay equal)."""
@@ -213,6 +237,8 @@ class GANTrainer:
                 fake_scores = self.discriminator(fake, training=True)
             d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
             penalty = self._penalty(real, fake, u) if self.preset.gp_weight else None
+            if self.preset.r1_weight:
+                penalty = self._r1(real) + (0.0 if penalty is None else penalty)
             if penalty is not None:
                 d_loss += penalty
             scaled = self.d_optimizer.scale_loss(d_loss * self.loss_scale)  # float16: loss scaling
@@ -223,7 +249,7 @@ class GANTrainer:
         report = tf.sigmoid if self.loss.sigmoid else tf.identity  # D(x) as a probability or a critic score
         metrics = {"d_loss": d_loss, "d_real": tf.reduce_mean(report(real_scores)),
                    "d_fake": tf.reduce_mean(report(fake_scores))}
-        if penalty is not None:  # the weighted penalty, part of d_loss: the critic loss is d_loss - penalty
+        if penalty is not None:  # the weighted penalties, part of d_loss: the GAN loss is d_loss - penalty
             metrics["penalty"] = penalty
         return metrics, real_scores
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import double_backprop, rundir
+from genmnist import double_backprop, losses, rundir
 from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
@@ -113,3 +113,28 @@ def test_critic_step_with_the_cheap_penalty_equals_the_plain_one():
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
     for got, expected in zip(results[1][1], results[0][1]):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def _reference_r1(critic, real, fake, u, axes):
+    """R1 written out here: the mean over examples of ||dD/dx||^2 at the real images."""
+    with tf.GradientTape() as inner:
+        inner.watch(real)
+        total = tf.reduce_sum(critic(real, training=True))
+    return tf.reduce_mean(tf.reduce_sum(tf.reshape(inner.gradient(total, real), [BATCH, -1]) ** 2, axis=1))
+
+
+def _cheap_r1(critic, real, fake, u, axes):
+    return double_backprop.input_gradient_penalty(critic, real, losses.r1_penalty)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "tanh"])
+def test_cheap_r1_and_its_gradients_equal_the_plain_formula(model):
+    keras.utils.set_random_seed(0)
+    critic = _tanh_critic() if model == "tanh" else rundir.build_models(get_preset("dcgan", "default"))[1]
+    real, fake, u = _inputs(per_element=False)
+    expected, expected_grads = _penalty_and_gradients(_reference_r1, critic, real, fake, u, None)
+    got, got_grads = _penalty_and_gradients(_cheap_r1, critic, real, fake, u, None)
+    assert expected > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    for g, e in zip(got_grads, expected_grads):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6 * float(np.abs(e).max()) + 1e-12)
