@@ -38,6 +38,7 @@ ROWS = "search.jsonl"
 TABLE = "search.md"
 GRIDS = "search"  # folder of bench/results holding one grid per row
 TIMING = "search-timing.json"  # in a run directory: the seconds each training process spent
+RECIPE = "search-recipe.json"  # in a run directory: the flags it was started with
 HEARTBEAT = 10  # seconds between records of a running training's time (what a kill can lose)
 CHECKPOINT_EVERY = 200  # iterations: the most a killed job repeats
 SCORE_SEED = 0  # z and subsamples of every row's scoring: rows differ by their runs, never by the draw
@@ -54,6 +55,10 @@ def load_queue(path=QUEUE):
         for seed in job["seeds"]:
             jobs += [(job["recipe"], flags, seed, steps) for steps in sorted(job["steps"])]
     return jobs
+
+
+def selected(jobs, recipes=None):
+    return [j for j in jobs if recipes is None or j[0] in recipes]
 
 
 def read_rows(results):
@@ -145,6 +150,14 @@ def train_to(run_dir, flags, seed, steps, data_dir, log_path):
     if common.has_checkpoints(run_dir):
         args.append("--resume")
     os.makedirs(run_dir, exist_ok=True)
+    recipe_path = rundir.path(run_dir, RECIPE)
+    if os.path.exists(recipe_path):
+        with open(recipe_path) as f:
+            if json.load(f) != flags:  # a renamed or edited recipe must not extend another's run
+                raise UserError(f"{run_dir} was started with other flags; give the changed recipe a new name")
+    else:
+        with open(recipe_path, "w") as f:
+            json.dump(flags, f)
     cmd = [sys.executable, "-m", "genmnist.train", *args]
     return Timing(run_dir).run(cmd, log_path, steps)
 
@@ -178,7 +191,11 @@ def run_job(recipe, flags, seed, steps, args, reference):
     run_dir = os.path.join(args.runs, f"{recipe}-seed{seed}")
     log_path = os.path.join(args.runs, f"{recipe}-seed{seed}.log")
     print(f"{row_key(recipe, seed, steps)}: training {run_dir} to {steps}", flush=True)
-    code = train_to(run_dir, flags, seed, steps, args.data_dir, log_path)
+    try:
+        code = train_to(run_dir, flags, seed, steps, args.data_dir, log_path)
+    except UserError as err:
+        print(f"{row_key(recipe, seed, steps)}: {err}", flush=True)
+        return None
     wall, cpu, killed = Timing(run_dir).totals() if os.path.exists(rundir.path(run_dir, TIMING)) else (0, 0, 0)
     row = {"recipe": recipe, "flags": flags, "seed": seed, "steps": steps,
            "command": " ".join(["python -m genmnist.train --data-dir DATA", *train_flags(flags, seed),
@@ -281,12 +298,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    jobs = load_queue(args.queue)
-    if args.only:
-        jobs = [j for j in jobs if j[0] in args.only]
     done = {row_key(r["recipe"], r["seed"], r["steps"]) for r in read_rows(args.results)}
     if args.list:
-        for recipe, flags, seed, steps in jobs:
+        for recipe, flags, seed, steps in selected(load_queue(args.queue), args.only):
             key = row_key(recipe, seed, steps)
             print(f"{'done' if key in done else 'todo'}  {key}  {' '.join(flags)}")
         return 0
@@ -298,14 +312,15 @@ def main(argv=None):
         sys.exit(f"bench.search: another search is running in {args.runs}")
     reference = common.scoring_reference(args.data_dir, args.num)
     print(f"scoring with the {reference[0].describe()}", flush=True)
-    new = 0
-    failed = set()
-    for recipe, flags, seed, steps in jobs:
-        key = row_key(recipe, seed, steps)
-        if key in done or (recipe, seed) in failed:
-            continue
-        if args.max_jobs is not None and new >= args.max_jobs:
+    new, failed = 0, set()
+    while args.max_jobs is None or new < args.max_jobs:
+        # The queue is read again before each job: jobs added while the search runs are picked up.
+        todo = [j for j in selected(load_queue(args.queue), args.only)
+                if row_key(j[0], j[2], j[3]) not in done and (j[0], j[2]) not in failed]
+        if not todo:
             break
+        recipe, flags, seed, steps = todo[0]
+        key = row_key(recipe, seed, steps)
         row = run_job(recipe, flags, seed, steps, args, reference)
         if row is None:
             failed.add((recipe, seed))
