@@ -64,15 +64,27 @@ def test_gradient_penalty_adds_its_weight_times_the_penalty_to_the_critic_loss()
 
 
 def test_legacy_wgan_preset_uses_the_legacy_penalty_and_sign():
+    """The legacy critic loss, by hand: mean D(x) - mean D(G(z)) (the legacy sign) plus 10 x the legacy
+    penalty, u drawn per pixel and the gradient's norm taken over axis 1 only (one norm per image column)."""
     preset = get_preset("wgan", "legacy")
-    assert preset.legacy_gradient_penalty and preset.loss == "legacy-wgan-gp"
     assert (preset.learning_rate, preset.beta1, preset.beta2, preset.n_critic) == (1e-4, 0.5, 0.9, 5)
-    trainer, real, z = _trainer(preset)
+    trainer, real, z = _trainer(preset.replace(n_critic=1))
     assert trainer.generator.name == "wgan_generator"
-    images = trainer.generator(z[:, 0])
-    assert float(tf.reduce_min(images)) >= 0.0  # sigmoid output: pixels in [0, 1]
-    metrics = trainer.train_step(real, z)
-    assert np.isfinite(float(metrics["d_loss"]))
+    fake = trainer.generator(z[:, 0], training=True)
+    assert float(tf.reduce_min(fake)) >= 0.0  # sigmoid output: pixels in [0, 1]
+    u = tf.random.Generator.from_seed(0).uniform([1, 8, 28, 28, 1])[0]  # the trainer's stream, per pixel
+    x_hat = real + u * (fake - real)
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        scores = tf.reduce_sum(trainer.discriminator(x_hat, training=True))
+    grads = tape.gradient(scores, x_hat).numpy().astype(np.float64)  # [8, 28, 28, 1]
+    penalty = np.mean((np.sqrt((grads ** 2).sum(axis=1)) - 1.0) ** 2)  # norms over axis 1: [8, 28, 1]
+    critic = (np.mean(trainer.discriminator(real, training=True)) - np.mean(trainer.discriminator(fake, training=True)))
+    metrics = trainer.discriminator_step(real, z)
+    np.testing.assert_allclose(float(metrics["d_loss"]), critic + 10 * penalty, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(float(metrics["penalty"]), 10 * penalty, rtol=1e-4)
+    whole_image = np.mean((np.sqrt((grads ** 2).sum(axis=(1, 2, 3))) - 1.0) ** 2)
+    assert abs(10 * whole_image - 10 * penalty) > 1e-2  # the test tells the two penalties apart
 
 
 def test_spectral_norm_keeps_the_legacy_names_and_normalises():

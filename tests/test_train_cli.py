@@ -139,7 +139,9 @@ def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tm
     proc = _spawn(killed, data_dir, steps=12)
     _wait_for_checkpoint(killed, proc)
     proc.kill()
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # the kill landed before the run finished
+    stopped_at = int(tf.train.latest_checkpoint(str(killed / "checkpoints")).rsplit("-", 1)[1])
+    assert stopped_at < 12
     assert run_train(killed, data_dir, "--resume", steps=12) == 0
     assert_same_weights(weights(killed), weights(out))
 
