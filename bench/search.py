@@ -106,6 +106,13 @@ class Timing:
         return (sum(s["wall"] for s in segments), sum(s["cpu"] for s in segments),
                 sum(bool(s.get("killed")) for s in segments))
 
+    def mean_load(self):
+        """The machine's load average over the training, weighted by wall time (None before any heartbeat):
+        near the core count, the run had the machine to itself; above it, its wall time is inflated."""
+        timed = [s for s in self.data["segments"] if s.get("load") is not None]
+        wall = sum(s["wall"] for s in timed)
+        return sum(s["load"] * s["wall"] for s in timed) / wall if wall else None
+
     def run(self, cmd, log_path, target):
         """Run ``cmd`` (a training up to ``target``), recording its time; its exit code."""
         start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -113,10 +120,13 @@ class Timing:
             process = subprocess.Popen(cmd, cwd=common.ROOT, stdout=log, stderr=subprocess.STDOUT)
         done = threading.Event()
 
+        loads = []  # the 1-minute load average at each heartbeat: how shared the machine was
+
         def heartbeat():
             while not done.wait(HEARTBEAT):
+                loads.append(os.getloadavg()[0])
                 self.data["running"] = {"to": target, "wall": time.perf_counter() - start,
-                                        "cpu": _process_cpu(process.pid)}
+                                        "cpu": _process_cpu(process.pid), "load": sum(loads) / len(loads)}
                 self._write()
         thread = threading.Thread(target=heartbeat, daemon=True)
         thread.start()
@@ -127,7 +137,7 @@ class Timing:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         self.data["running"] = None
         self.data["segments"].append({"to": target, "wall": time.perf_counter() - start, "cpu": cpu,
-                                      "exit": code})
+                                      "exit": code, "load": sum(loads) / len(loads) if loads else None})
         self._write()
         return code
 
@@ -196,11 +206,14 @@ def run_job(recipe, flags, seed, steps, args, reference):
     except UserError as err:
         print(f"{row_key(recipe, seed, steps)}: {err}", flush=True)
         return None
-    wall, cpu, killed = Timing(run_dir).totals() if os.path.exists(rundir.path(run_dir, TIMING)) else (0, 0, 0)
+    timing = Timing(run_dir)
+    wall, cpu, killed = timing.totals()
+    load = timing.mean_load()
     row = {"recipe": recipe, "flags": flags, "seed": seed, "steps": steps,
            "command": " ".join(["python -m genmnist.train --data-dir DATA", *train_flags(flags, seed),
                                 "--steps", str(steps)]),
            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "killed_processes": killed,
+           "load": None if load is None else round(load, 2),
            "machine": precision.cpu_description(), "date": time.strftime("%Y-%m-%d"),
            "classifier_sha256": reference[0].sha256}
     if code == 3:  # a non-finite loss: the recipe diverged, which is a result too
@@ -231,6 +244,10 @@ def _fmt(metrics):
             f"| {metrics['recall']:.3f} | {metrics['classes_covered']}{' collapsed' if metrics['collapsed'] else ''} |")
 
 
+def _load(row):
+    return "" if row.get("load") is None else f"{row['load']:.1f}"
+
+
 def markdown(rows, ceiling, queue_path):
     """The search table: every row, then each (recipe, budget)'s mean over its seeds."""
     shas = sorted({r["classifier_sha256"][:12] for r in rows})
@@ -244,19 +261,23 @@ def markdown(rows, ceiling, queue_path):
              f"Real train images against the test split: score {ceiling['classifier_score']:.2f}, FD "
              f"{ceiling['frechet_distance']:.2f}, precision {ceiling['precision']:.3f}, recall "
              f"{ceiling['recall']:.3f}, {ceiling['classes_covered']} classes.", "",
-             "| recipe | seed | steps | precision | wall min | CPU min | score | FD | precision | recall | classes "
-             "| G's own weights (with --ema): score / FD / recall | grid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "`load` is the machine's mean 1-minute load average while the row trained: near the core count "
+             "the run had the machine to itself, above it other work shared the cores and the wall time is "
+             "inflated (CPU time much less so).", "",
+             "| recipe | seed | steps | precision | wall min | CPU min | load | score | FD | precision | recall "
+             "| classes | G's own weights (with --ema): score / FD / recall | grid |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("diverged"):
             lines.append(f"| {r['recipe']} | {r['seed']} | {r['steps']} | | {r['wall_s'] / 60:.1f} | "
-                         f"{r['cpu_s'] / 60:.1f} | diverged (non-finite loss) | | | | | | |")
+                         f"{r['cpu_s'] / 60:.1f} | {_load(r)} | diverged (non-finite loss) | | | | | | |")
             continue
         own = r.get("no_ema")
         own_text = (f"{own['classifier_score']:.2f} / {own['frechet_distance']:.1f} / {own['recall']:.3f}"
                     if own else "")
         lines.append(f"| {r['recipe']} | {r['seed']} | {r['steps']} | {r['precision']} | {r['wall_s'] / 60:.1f} "
-                     f"| {r['cpu_s'] / 60:.1f} {_fmt(r['samples'])[1:]} {own_text} | [grid]({r['grid']}) |")
+                     f"| {r['cpu_s'] / 60:.1f} | {_load(r)} {_fmt(r['samples'])[1:]} {own_text} "
+                     f"| [grid]({r['grid']}) |")
     groups = {}
     for r in rows:
         if not r.get("diverged"):

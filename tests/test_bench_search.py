@@ -37,6 +37,7 @@ def test_a_killed_process_counts_its_last_recorded_time(tmp_path):
 
 def _row(recipe, seed, steps, fd, recall=0.5, diverged=False):
     row = {"recipe": recipe, "flags": ["--x"], "seed": seed, "steps": steps, "wall_s": 600.0, "cpu_s": 1200.0,
+           "load": 2.5,
            "machine": "cpu", "classifier_sha256": "abcdef0123456789", "grid": f"search/{recipe}.png"}
     if diverged:
         return {**row, "diverged": True}
@@ -52,6 +53,7 @@ def test_table_lists_rows_and_means_over_seeds():
     table = search.markdown(rows, ceiling, search.QUEUE)
     assert "sha256 abcdef012345" in table and "diverged" in table
     assert "| r | 100 | 2 | 10.0 | 8.00 | 5.0 | 0.700 | 0.500 | 10 |" in table
+    assert "| r | 0 | 100 | float32 | 10.0 | 20.0 | 2.5 | 8.00 | 4.0 |" in table
 
 
 @pytest.mark.slow
