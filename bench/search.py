@@ -276,7 +276,7 @@ def markdown(rows, ceiling, queue_path):
         own_text = (f"{own['classifier_score']:.2f} / {own['frechet_distance']:.1f} / {own['recall']:.3f}"
                     if own else "")
         lines.append(f"| {r['recipe']} | {r['seed']} | {r['steps']} | {r['precision']} | {r['wall_s'] / 60:.1f} "
-                     f"| {r['cpu_s'] / 60:.1f} | {_load(r)} {_fmt(r['samples'])[1:]} {own_text} "
+                     f"| {r['cpu_s'] / 60:.1f} | {_load(r)} {_fmt(r['samples'])} {own_text} "
                      f"| [grid]({r['grid']}) |")
     groups = {}
     for r in rows:
