@@ -25,9 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from bench.common import DATA_DIR, RESULTS, command_line, write_report
-from genmnist import loop, precision, rundir
+from genmnist import loop, precision
 from genmnist.data import batches, load_mnist
-from genmnist.models import BatchNorm
+from genmnist.models import BatchNorm, build_models
 from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
@@ -290,14 +290,14 @@ def main(argv=None):
 
     keras.utils.set_random_seed(0)
     preset = get_preset("dcgan", "legacy")
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset, seed=0)
     reals = list(batches(data, BATCH, preset.pixel_range, seed=0).take(4))
     inputs = [(real, tf.random.stateless_normal([BATCH, 100], seed=[0, k])) for k, real in enumerate(reals)]
     # The straight port, for scale: Keras' own Adam, two D passes and tf.nn.moments batch norm,
     # on its own copy of the same initial weights.
     keras.utils.set_random_seed(0)
-    port_g, port_d = rundir.build_models(preset)
+    port_g, port_d = build_models(preset)
     for layer in port_g.layers:
         if isinstance(layer, BatchNorm):
             layer.fused = False
@@ -323,7 +323,7 @@ def main(argv=None):
     for name in args.precisions:
         keras.utils.set_random_seed(0)
         with precision.policy(name):
-            models = rundir.build_models(default_preset)
+            models = build_models(default_preset)
         by_precision[f"genmnist default, {name}"] = GANTrainer(*models, default_preset, seed=0)
 
     peaks = {name: matmul_peak(dtype=dtype) for name, dtype in PEAK_DTYPES.items()}
@@ -520,7 +520,7 @@ def penalty_step(data, repeats):
     for name, gp_weight in (("no penalty", 0.0), ("penalty", preset.gp_weight), ("penalty, nested tapes", None)):
         keras.utils.set_random_seed(0)
         p = preset.replace(gp_weight=gp_weight)
-        trainers[name] = GANTrainer(*rundir.build_models(p), p, seed=0)
+        trainers[name] = GANTrainer(*build_models(p), p, seed=0)
     plain = trainers["penalty, nested tapes"]
     plain._penalty = lambda real, fake, u: preset.gp_weight * losses.gradient_penalty(
         plain.discriminator, real, fake, u, [1, 2, 3])

@@ -28,7 +28,7 @@ from genmnist.data import batches, load_mnist
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
 from genmnist.evaluate import METRICS
-from genmnist.models import Z_DIM, legacy_variables
+from genmnist.models import Z_DIM, build_models, legacy_variables
 from genmnist.training import GANTrainer
 
 NUM_SAMPLES = 64  # the fixed-noise grid is 8x8
@@ -92,7 +92,7 @@ def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
     checkpoint on ``resume``; the chief writes RUN/config.json."""
     preset = config["preset"]
     with strategy.scope(), precision.policy(config.get("precision", "float32")):
-        generator, discriminator = rundir.build_models(preset)
+        generator, discriminator = build_models(preset)
     try:
         trainer = GANTrainer(generator, discriminator, preset, seed=config["seed"], strategy=strategy)
     except ValueError as err:

@@ -25,13 +25,7 @@ import sys
 import tensorflow as tf
 
 from genmnist.errors import UserError
-from genmnist.models import (
-    build_discriminator,
-    build_generator,
-    build_wgan_critic,
-    build_wgan_generator,
-    prepare_for_sampling,
-)
+from genmnist.models import SamplingStatistics, build_models
 from genmnist.presets import Preset
 
 CONFIG = "config.json"
@@ -87,17 +81,6 @@ def ignored_on_resume(config, given):
         if wanted != stored:
             ignored.append(f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}"))
     return ignored
-
-
-def build_models(preset):
-    """(generator, discriminator) for the preset's model, batch norm and spectral norm settings."""
-    if preset.model == "wgan":
-        return build_wgan_generator(), build_wgan_critic(preset.spectral_norm)
-    generator = build_generator(update_moving_stats=preset.update_moving_stats,
-                                inference_stats="batch" if preset.sampling_stats == "batch" else "moving",
-                                bn_momentum=preset.bn_momentum)
-    # The faster image gradient sums in another order than the reference does.
-    return generator, build_discriminator(preset.spectral_norm, not preset.keeps_reference_arithmetic)
 
 
 def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
@@ -268,7 +251,7 @@ def restore_generator(run_dir, average=True, step=None):
 
 def load_generator(run_dir, average=True, step=None):
     """(generator, preset) ready to sample: :func:`restore_generator`, then the batch-norm
-    statistics its preset samples with (``preset.sampling_stats``; recomputed ones cost a few
-    forward passes).  What genmnist.sample and genmnist.evaluate use."""
+    statistics its preset samples with (:class:`genmnist.models.SamplingStatistics`).  What genmnist.sample
+    and genmnist.evaluate use."""
     generator, preset = restore_generator(run_dir, average, step)
-    return prepare_for_sampling(generator, preset), preset
+    return SamplingStatistics(generator, preset.sampling_stats)(), preset

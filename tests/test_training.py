@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import rundir
 from genmnist.loop import Schedule, is_milestone
-from genmnist.models import BatchNorm, legacy_variables
+from genmnist.models import BatchNorm, build_models, legacy_variables
 from genmnist.presets import PRESETS
 from genmnist.training import FusedAdam, GANTrainer
 
@@ -15,7 +14,7 @@ from genmnist.training import FusedAdam, GANTrainer
 def _setup(preset_name, batch=8):
     tf.keras.utils.set_random_seed(0)
     preset = PRESETS[preset_name]
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset)
     real = tf.random.uniform([batch, 28, 28, 1], *preset.pixel_range, seed=1)
     z = tf.random.normal([batch, 100], seed=2)
