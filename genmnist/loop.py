@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from genmnist import convert, images, precision, rundir
 from genmnist.data import batches, load_mnist
+from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
 from genmnist.evaluate import METRICS
@@ -87,11 +88,11 @@ class Run:
         return int(self.step.numpy())
 
 
-def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
+def build_run(config, run_dir, strategy, keep_checkpoints=KEEP_CHECKPOINTS, resume=False):
     """Models, trainer and checkpoint manager for ``config``; restored from the latest
     checkpoint on ``resume``; the chief writes RUN/config.json."""
     preset = config["preset"]
-    with strategy.scope(), precision.policy(config.get("precision", "float32")):
+    with strategy.scope(), precision.policy(config["precision"]):
         generator, discriminator = build_models(preset)
     try:
         trainer = GANTrainer(generator, discriminator, preset, seed=config["seed"], strategy=strategy)
@@ -114,7 +115,7 @@ def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
     return Run(run_dir, config, strategy, trainer, step, manager, chief)
 
 
-def checkpoint_manager(trainer, step, run_dir, keep_checkpoints=3, chief=True):
+def checkpoint_manager(trainer, step, run_dir, keep_checkpoints=KEEP_CHECKPOINTS, chief=True):
     """What a checkpoint holds: models, optimizers, the penalty's random stream, the step and
     the weight average when the preset keeps one."""
     extra = {"ema_generator": trainer.sampler} if trainer.preset.ema_decay else {}
@@ -301,8 +302,8 @@ class Schedule:
     """When each hook runs, in iterations (0: never, for the optional ones)."""
 
     total: int
-    log_every: int = 10
-    checkpoint_every: int = 500
+    log_every: int = LOG_EVERY
+    checkpoint_every: int = CHECKPOINT_EVERY
     sample_every: int = 0
     eval_every: int = 0
 

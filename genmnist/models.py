@@ -14,7 +14,7 @@ Shapes follow the legacy graph exactly (see ``docs/legacy.md``).  A Keras
 import keras
 import tensorflow as tf
 
-from genmnist.presets import SAMPLING_STATS
+from genmnist.presets import CONTRIB_BN_DECAY, SAMPLING_STATS
 
 Z_DIM = 100
 IMAGE_SHAPE = (28, 28, 1)
@@ -38,7 +38,7 @@ class BatchNorm(keras.layers.Layer):
       own statistics (the legacy code fed ``phase=1`` at sampling).
     """
 
-    def __init__(self, momentum=0.999, epsilon=1e-5, update_moving_stats=True,
+    def __init__(self, momentum=CONTRIB_BN_DECAY, epsilon=1e-5, update_moving_stats=True,
                  inference_stats="moving", fused=True, **kwargs):
         # Under a mixed policy the input and output stay 16-bit (the fused kernel reads them and computes in
         # float32) and the offset and statistics float32, never cast (genmnist.precision).
@@ -221,7 +221,7 @@ class SamplingStatistics:
 
 
 def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="moving",
-                    bn_momentum=0.999):
+                    bn_momentum=CONTRIB_BN_DECAY):
     """z [b, z_dim] -> images [b, 28, 28, 1] in (-1, 1): the legacy 5-layer generator."""
     def bn(i):
         return BatchNorm(momentum=bn_momentum, update_moving_stats=update_moving_stats,
@@ -249,8 +249,8 @@ def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="movi
 @keras.saving.register_keras_serializable(package="genmnist")
 class ImageConv2D(keras.layers.Conv2D):
     """A stride-1 'same' Conv2D on one-channel images whose float32 gradient to the image is a matmul and
-    shifted sums: oneDNN's float32 backward-data kernel for a single input channel runs at a tenth of its
-    usual rate (16 ms CPU of a 282 ms default float32 step, 2 cores).  The output and the kernel and bias
+    shifted sums: oneDNN's float32 backward-data kernel for a single input channel runs far below its
+    usual rate (its share of a step: bench/results/speed.md).  The output and the kernel and bias
     gradients are the plain layer's ops (same bits); the image gradient is the same sum in another order.
     Other compute dtypes keep TF's gradient (oneDNN's bfloat16 kernel is fast).
     """

@@ -24,6 +24,7 @@ import sys
 
 import tensorflow as tf
 
+from genmnist.defaults import KEEP_CHECKPOINTS
 from genmnist.errors import UserError
 from genmnist.models import SamplingStatistics, build_models
 from genmnist.presets import Preset
@@ -57,6 +58,7 @@ def read_config(run_dir):
                         "pass the --out directory of a training run")
     with open(config_path) as f:
         config = json.load(f)
+    config.setdefault("precision", "float32")  # runs from before --precision existed trained in float32
     try:
         config["preset"] = Preset.from_dict(config["preset"])
     except (TypeError, ValueError) as err:
@@ -83,7 +85,7 @@ def ignored_on_resume(config, given):
     return ignored
 
 
-def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
+def checkpoint_manager(run_dir, max_to_keep=KEEP_CHECKPOINTS, **trackables):
     """A CheckpointManager over ``tf.train.Checkpoint(**trackables)`` in RUN/checkpoints,
     keeping the latest ``max_to_keep`` (None: every one).
 

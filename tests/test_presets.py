@@ -40,3 +40,16 @@ def test_a_hand_edited_config_with_a_bad_field_is_one_line_and_exit_2(tmp_path, 
         train.main(["--out", str(run), "--resume", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "learning_rate=-0.1" in err and "\n" not in err
+
+
+def test_train_help_reads_the_values_from_the_presets(monkeypatch, capsys):
+    monkeypatch.setitem(PRESETS, "legacy", PRESETS["legacy"].replace(learning_rate=0.123, beta1=0.25))
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "dcgan legacy: 0.123" in out and "dcgan legacy: 0.25" in out
+
+
+def test_a_config_from_before_precision_reads_as_float32(tmp_path):
+    rundir.write_config(str(tmp_path), {"preset": PRESETS["default"].to_dict(), "seed": 0})
+    assert rundir.read_config(str(tmp_path))["precision"] == "float32"
