@@ -14,7 +14,7 @@ import time
 from genmnist import evaluate, rundir, sample
 from genmnist.classifier import load_classifier
 from genmnist.data import load_mnist
-from genmnist.models import BatchNorm, recompute_batch_norm_stats
+from genmnist.models import BatchNorm, SamplingStatistics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(ROOT, "..", "shared", "data", "mnist")
@@ -116,14 +116,12 @@ def evaluate_run(run_dir, classifier, real, num, seed, step=None):
     results = {}
     for average in (True, False) if preset.ema_decay else (True,):
         generator, preset = rundir.restore_generator(run_dir, average, step)
-        layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
-        modes = sampling_modes(preset) if layers else [None]
+        has_batch_norm = any(isinstance(layer, BatchNorm) for layer in generator.layers)
+        modes = sampling_modes(preset) if has_batch_norm else [None]
         prefix = "" if average else "no-ema "
         for mode in sorted(modes, key=["moving", "recomputed", "batch", None].index):  # recompute after 'moving'
-            if mode == "recomputed":
-                recompute_batch_norm_stats(generator)
-            for layer in layers:
-                layer.inference_stats = "batch" if mode == "batch" else "moving"
+            if mode:
+                SamplingStatistics(generator, mode)()
             pixels = sample.generate(generator, preset, num, seed)
             label = "preset" if mode == modes[0] else f"bn-{mode}"
             results[prefix + label] = evaluate.evaluate_images(pixels, classifier, real)

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from genmnist import TF_LOG_HINT, argtypes, rundir
 from genmnist.errors import UserError, exit_on_user_error
-from genmnist.models import legacy_variables
+from genmnist.models import build_models, legacy_variables
 from genmnist.presets import PRESETS
 
 _OPTIMIZER_STATE = re.compile(r"/Adam(_\d+)?$|^beta[12]_power(_\d+)?$")
@@ -70,7 +70,7 @@ def legacy_to_run(legacy_ckpt, run_dir):
         raise UserError(f"{run_dir} already holds a run; choose a new RUN_DIR")
     values, prefix = read_legacy(legacy_ckpt)
     preset = PRESETS["legacy"]
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     assign_legacy(values, legacy_variables(generator, discriminator), prefix)
     with rundir.locked(run_dir):
         rundir.write_config(run_dir, {"preset": preset.to_dict(), "seed": 0, "batch_size": 128, "steps": 0,
@@ -83,7 +83,7 @@ def legacy_to_run(legacy_ckpt, run_dir):
 def run_to_legacy(run_dir, legacy_dir):
     """Write RUN_DIR's latest G and D as a name-based TF1 checkpoint ``legacy_dir/model``."""
     config = rundir.read_config(run_dir)
-    generator, discriminator = rundir.build_models(config["preset"])
+    generator, discriminator = build_models(config["preset"])
     manager = rundir.checkpoint_manager(run_dir, generator=generator, discriminator=discriminator)
     checkpoint = rundir.newest_readable(manager)
     if checkpoint is None:

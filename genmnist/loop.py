@@ -25,10 +25,11 @@ import tensorflow as tf
 
 from genmnist import convert, images, precision, rundir
 from genmnist.data import batches, load_mnist
+from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
 from genmnist.evaluate import METRICS
-from genmnist.models import Z_DIM, legacy_variables
+from genmnist.models import Z_DIM, build_models, legacy_variables
 from genmnist.training import GANTrainer
 
 NUM_SAMPLES = 64  # the fixed-noise grid is 8x8
@@ -87,12 +88,12 @@ class Run:
         return int(self.step.numpy())
 
 
-def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
+def build_run(config, run_dir, strategy, keep_checkpoints=KEEP_CHECKPOINTS, resume=False):
     """Models, trainer and checkpoint manager for ``config``; restored from the latest
     checkpoint on ``resume``; the chief writes RUN/config.json."""
     preset = config["preset"]
-    with strategy.scope(), precision.policy(config.get("precision", "float32")):
-        generator, discriminator = rundir.build_models(preset)
+    with strategy.scope(), precision.policy(config["precision"]):
+        generator, discriminator = build_models(preset)
     try:
         trainer = GANTrainer(generator, discriminator, preset, seed=config["seed"], strategy=strategy)
     except ValueError as err:
@@ -114,7 +115,7 @@ def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
     return Run(run_dir, config, strategy, trainer, step, manager, chief)
 
 
-def checkpoint_manager(trainer, step, run_dir, keep_checkpoints=3, chief=True):
+def checkpoint_manager(trainer, step, run_dir, keep_checkpoints=KEEP_CHECKPOINTS, chief=True):
     """What a checkpoint holds: models, optimizers, the penalty's random stream, the step and
     the weight average when the preset keeps one."""
     extra = {"ema_generator": trainer.sampler} if trainer.preset.ema_decay else {}
@@ -304,8 +305,8 @@ class Schedule:
     """When each hook runs, in iterations (0: never, for the optional ones)."""
 
     total: int
-    log_every: int = 10
-    checkpoint_every: int = 500
+    log_every: int = LOG_EVERY
+    checkpoint_every: int = CHECKPOINT_EVERY
     sample_every: int = 0
     eval_every: int = 0
 

@@ -9,6 +9,8 @@ import dataclasses
 
 from genmnist import losses
 
+CONTRIB_BN_DECAY = 0.999  # tf.contrib.layers.batch_norm's moving-average decay, which the legacy code kept
+
 # The batch-norm statistics G samples with: the sampling batch's own (the legacy phase=1), the
 # moving averages as trained, or those recomputed for the sampled weights first.
 SAMPLING_STATS = ("batch", "moving", "recomputed")
@@ -27,7 +29,7 @@ class Preset:
     train_bn_offsets: bool = True       # legacy: the name-based split leaves bn*/beta untrained
     update_moving_stats: bool = True    # legacy: UPDATE_OPS never ran
     sampling_stats: str = "moving"      # G's batch-norm statistics at sampling: see SAMPLING_STATS
-    bn_momentum: float = 0.999          # contrib batch_norm's decay
+    bn_momentum: float = CONTRIB_BN_DECAY
     warmup_d_steps: int = 30            # D-only steps before the first G step
     n_critic: int = 1                   # D steps per G step
     clip: float = 0.0                   # WGAN weight clipping bound (0: off)

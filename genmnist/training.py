@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from genmnist import double_backprop, losses, precision
-from genmnist.models import BatchNorm, BatchNormStatistics
+from genmnist.models import BatchNorm, SamplingStatistics, rewrites_statistics
 
 
 def generator_variables(generator, train_bn_offsets):
@@ -120,41 +120,43 @@ class GANTrainer:
         # What samples are drawn from: G itself, or a moving average of its weights.
         self.ema = WeightAverage(generator, preset.ema_decay, self.strategy) if preset.ema_decay else None
         self.sampler = self.ema.average if self.ema else generator
-        self._sampling = None  # inference_generator()'s float32 copy and its statistics, made at its first call
-        self.discriminator_step = tf.function(lambda real, z: self._on_replicas(self._discriminator_step, real, z))
+        self._sampling = None  # inference_generator()'s SamplingStatistics, made at its first call
+        # Each takes (real, z[, u]): u, the gradient penalty's interpolation weights for the whole global
+        # batch (see _interpolation_weights), is drawn from self.rng unless given (the parity harness
+        # feeds the legacy graph's).
+        self.discriminator_step = tf.function(
+            lambda real, z, u=None: self._on_replicas(self._discriminator_step, real, z, u))
         self.train_step = tf.function(self._distributed_train_step)
 
     def inference_generator(self):
         """What grids, evaluations and exports draw from: the sampler, in float32, with the statistics the
-        preset samples with.  Statistics are recomputed on a copy, so the training state stays untouched;
-        the copy is made once and takes the sampler's weights at each call (so it is the same object)."""
-        recompute = self.preset.sampling_stats == "recomputed"
-        if not recompute and precision.of(self.sampler) == "float32":
-            return self.sampler
+        preset samples with (:class:`SamplingStatistics`).  Where those would rewrite the sampler's
+        statistics, or it trains in mixed precision, a float32 copy made at the first call takes the
+        sampler's weights at each call (so it is the same object), and the training state stays untouched."""
+        mode = self.preset.sampling_stats
         if self._sampling is None:
-            copy = precision.float32_clone(self.sampler)
-            self._sampling = copy, BatchNormStatistics(copy) if recompute else None
-        copy, statistics = self._sampling
-        for target, source in zip(copy.variables, self.sampler.variables):
-            target.assign(source)
-        if statistics:
-            statistics()
-        return copy
+            copy = rewrites_statistics(mode) or precision.of(self.sampler) != "float32"
+            self._sampling = SamplingStatistics(precision.float32_clone(self.sampler) if copy else self.sampler, mode)
+        if self._sampling.generator is not self.sampler:
+            for target, source in zip(self._sampling.generator.variables, self.sampler.variables):
+                target.assign(source)
+        return self._sampling()
 
     def sync_sampler(self):
         """Start the weight average from G's current weights (after G's weights were replaced)."""
         if self.ema:
             self.ema.restart()
 
-    def _on_replicas(self, step, real, z):
+    def _on_replicas(self, step, real, z, u=None):
         """Run ``step`` on every replica's slice of the batch; average the reported metrics."""
-        u = self._interpolation_weights(real) if self.preset.gp_weight else None
+        if u is None and self.preset.gp_weight:
+            u = self._interpolation_weights(real)
         per_replica = self.strategy.run(step, args=(real, z, u))
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                 for k, v in per_replica.items()}
 
-    def _distributed_train_step(self, real, z):
-        metrics = self._on_replicas(self._train_step, real, z)
+    def _distributed_train_step(self, real, z, u=None):
+        metrics = self._on_replicas(self._train_step, real, z, u)
         if self.ema:
             self.ema.update(self.g_optimizer.iterations)  # in cross-replica context: one update of the mirror
         return metrics

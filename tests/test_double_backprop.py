@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import double_backprop, losses, rundir
+from genmnist import double_backprop, losses
+from genmnist.models import build_models
 from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
@@ -65,7 +66,7 @@ def test_cheap_penalty_and_its_gradients_equal_the_plain_formula(model, spectral
     if model == "tanh":  # a smooth critic: its second-order terms are real, nothing is cut
         critic = _tanh_critic()
     else:
-        _, critic = rundir.build_models(get_preset(model, "default").replace(spectral_norm=spectral_norm or None))
+        _, critic = build_models(get_preset(model, "default").replace(spectral_norm=spectral_norm or None))
     real, fake, u = _inputs(per_element=legacy_axes)
     axes = [1] if legacy_axes else [1, 2, 3]
     expected, expected_grads = _penalty_and_gradients(_reference_penalty, critic, real, fake, u, axes)
@@ -82,7 +83,7 @@ def test_cheap_penalty_and_its_gradients_equal_the_plain_formula(model, spectral
 def test_only_piecewise_linear_critics_have_their_masks_cut(model):
     """ReLU / leaky-ReLU / pooling critics: every activation the input gradient reads is a mask; tanh: not."""
     keras.utils.set_random_seed(0)
-    critic = _tanh_critic() if model == "tanh" else rundir.build_models(get_preset(model, "default"))[1]
+    critic = _tanh_critic() if model == "tanh" else build_models(get_preset(model, "default"))[1]
     real, _, _ = _inputs(False)
     found = {}
 
@@ -104,7 +105,7 @@ def test_critic_step_with_the_cheap_penalty_equals_the_plain_one():
     results = []
     for reference in (True, False):
         keras.utils.set_random_seed(0)
-        trainer = GANTrainer(*rundir.build_models(preset), preset, seed=3)
+        trainer = GANTrainer(*build_models(preset), preset, seed=3)
         if reference:
             critic = trainer.discriminator
             trainer._penalty = lambda r, f, u, d=critic: preset.gp_weight * _reference_penalty(d, r, f, u, [1, 2, 3])
@@ -130,7 +131,7 @@ def _cheap_r1(critic, real, fake, u, axes):
 @pytest.mark.parametrize("model", ["dcgan", "tanh"])
 def test_cheap_r1_and_its_gradients_equal_the_plain_formula(model):
     keras.utils.set_random_seed(0)
-    critic = _tanh_critic() if model == "tanh" else rundir.build_models(get_preset("dcgan", "default"))[1]
+    critic = _tanh_critic() if model == "tanh" else build_models(get_preset("dcgan", "default"))[1]
     real, fake, u = _inputs(per_element=False)
     expected, expected_grads = _penalty_and_gradients(_reference_r1, critic, real, fake, u, None)
     got, got_grads = _penalty_and_gradients(_cheap_r1, critic, real, fake, u, None)

@@ -17,6 +17,7 @@ from genmnist import classifier as C
 from genmnist import evaluate as E
 from genmnist.data import MnistSplit, write_split
 from genmnist.errors import UserError
+from genmnist.models import build_models
 
 REAL_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
@@ -173,7 +174,7 @@ def test_cli_run_directory_generates_seeded_samples(tmp_path, data_dir, tiny, ca
     from genmnist.presets import PRESETS
 
     preset = PRESETS["default"]
-    generator, _ = rundir.build_models(preset)  # untrained: the plumbing, not the quality
+    generator, _ = build_models(preset)  # untrained: the plumbing, not the quality
     rundir.checkpoint_manager(str(tmp_path), generator=generator).save()
     rundir.write_config(str(tmp_path), {"preset": preset.to_dict(), "batch_size": 8, "seed": 0})
     images, source = E.load_samples(str(tmp_path), num=20, seed=3)

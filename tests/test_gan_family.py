@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import rundir
+from genmnist.models import build_models
 from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
 
 def _trainer(preset, batch=8):
     tf.keras.utils.set_random_seed(0)
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset)
     real = tf.random.uniform([batch, 28, 28, 1], *preset.pixel_range, seed=1)
     z = tf.random.normal([batch, preset.n_critic, 100], seed=2)
@@ -61,6 +61,18 @@ def test_gradient_penalty_adds_its_weight_times_the_penalty_to_the_critic_loss()
     # the reported critic losses differ by exactly gp_weight * penalty
     assert base.gp_weight == 10
     np.testing.assert_allclose(float(m1["d_loss"]) - float(m2["d_loss"]), 10 * penalty, rtol=1e-4)
+
+
+def test_given_interpolation_weights_replace_the_trainers_own_draw():
+    """train_step's u (how the parity harness feeds the legacy graph's u) is the u the penalty uses."""
+    preset = get_preset("dcgan", "default").with_loss("wgan-gp").replace(n_critic=1)
+    drawn, real, z = _trainer(preset)
+    given, _, _ = _trainer(preset)
+    other, _, _ = _trainer(preset)
+    u = tf.random.Generator.from_seed(0).uniform([1, 8, 1, 1, 1])  # what a trainer seeded 0 draws first
+    want = float(drawn.train_step(real, z)["d_loss"])
+    assert float(given.train_step(real, z, u)["d_loss"]) == want
+    assert float(other.train_step(real, z, 1.0 - u)["d_loss"]) != want
 
 
 def test_legacy_wgan_preset_uses_the_legacy_penalty_and_sign():

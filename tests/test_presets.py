@@ -51,3 +51,16 @@ def test_search_flags_set_their_preset_fields(tmp_path):
     assert (preset.r1_weight, preset.penalty_fraction, preset.d_learning_rate, preset.lr_decay_steps) == \
         (5.0, 0.25, 4e-4, 3000)
     assert preset.keeps_reference_arithmetic  # R1's double backprop stays float32 under --precision auto
+
+
+def test_train_help_reads_the_values_from_the_presets(monkeypatch, capsys):
+    monkeypatch.setitem(PRESETS, "legacy", PRESETS["legacy"].replace(learning_rate=0.123, beta1=0.25))
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "dcgan legacy: 0.123" in out and "dcgan legacy: 0.25" in out
+
+
+def test_a_config_from_before_precision_reads_as_float32(tmp_path):
+    rundir.write_config(str(tmp_path), {"preset": PRESETS["default"].to_dict(), "seed": 0})
+    assert rundir.read_config(str(tmp_path))["precision"] == "float32"

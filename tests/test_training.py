@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import rundir
 from genmnist.loop import Schedule, is_milestone
-from genmnist.models import BatchNorm, legacy_variables
+from genmnist.models import BatchNorm, build_models, legacy_variables
 from genmnist.presets import PRESETS
 from genmnist.training import FusedAdam, GANTrainer
 
@@ -15,7 +14,7 @@ from genmnist.training import FusedAdam, GANTrainer
 def _setup(preset_name, batch=8):
     tf.keras.utils.set_random_seed(0)
     preset = PRESETS[preset_name]
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset)
     real = tf.random.uniform([batch, 28, 28, 1], *preset.pixel_range, seed=1)
     z = tf.random.normal([batch, 100], seed=2)
@@ -151,7 +150,7 @@ def test_sampling_recomputes_statistics_on_a_copy_and_leaves_training_state_alon
 def _dcgan_trainer(batch=8, **fields):
     tf.keras.utils.set_random_seed(0)
     preset = PRESETS["default"].replace(**fields)
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     real = tf.random.uniform([batch, 28, 28, 1], *preset.pixel_range, seed=1)
     return GANTrainer(generator, discriminator, preset), real, tf.random.normal([batch, 100], seed=2)
 
