@@ -31,7 +31,7 @@ import zipfile
 
 import numpy as np
 
-from genmnist import TF_LOG_HINT, argtypes
+from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
 from genmnist.errors import UserError, exit_on_user_error
 
 DEFAULT_NUM = 10000
@@ -275,6 +275,7 @@ def _table(samples, reference, k):
 def main(argv=None, classifier=None):
     """``classifier`` may be injected (tests); otherwise the cached one is loaded or trained."""
     args = parse_args(argv)
+    import_tensorflow()
     from genmnist.classifier import FEATURE_DIM, get_classifier
     from genmnist.data import load_mnist
 

@@ -67,13 +67,43 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import sys  # noqa: E402
 
+from genmnist import argtypes, import_tensorflow  # noqa: E402
+from genmnist.presets import PRESETS, WGAN_PRESETS  # noqa: E402
+
+WARMUP_D_STEPS = PRESETS["legacy"].warmup_d_steps
+
+
+def parse_args(argv=None):
+    p = argtypes.Parser(prog="python -m legacy_v1.parity", description=__doc__.split("\n\n")[0],
+                        formatter_class=argtypes.DefaultsFormatter)
+    p.add_argument("--data-dir", default=None,
+                   help="MNIST directory (IDX or mnist_train.csv) for the real batches; "
+                        "default: seeded synthetic images")
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=128, help="images per batch (legacy: 128)")
+    p.add_argument("--steps", type=argtypes.positive_int, default=50,
+                   help="training iterations compared after the 30 D-only warm-up steps (also compared)")
+    p.add_argument("--seed", type=int, default=0, help="seeds both models' initialisers, data and z")
+    p.add_argument("--wgan-steps", type=argtypes.positive_int, default=10,
+                   help="WGAN-GP iterations compared in the step and training stages (5 critic steps + 1 G step each)")
+    p.add_argument("--warmup-d-steps", type=argtypes.non_negative_int, default=WARMUP_D_STEPS,
+                   help="D-only steps before the compared iterations (the legacy schedule's 30)")
+    p.add_argument("--control", action="store_true",
+                   help="instead of the checks, print the chaos floor: v1 free-running against itself with one "
+                        "weight nudged by one ulp, on the same batches")
+    p.add_argument("--full", action="store_true", help="print every gradient and variable row, not only the worst")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and a mistyped flag answer before TensorFlow loads
+
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+tf = import_tensorflow()
 
 _REWRITES = ("arithmetic_optimization", "remapping")
 
@@ -96,12 +126,10 @@ def plain_arithmetic():
 from genmnist import losses, rundir  # noqa: E402
 from genmnist.errors import exit_on_user_error  # noqa: E402
 from genmnist.models import Z_DIM, legacy_variables  # noqa: E402
-from genmnist.presets import PRESETS, WGAN_PRESETS  # noqa: E402
 from genmnist.training import GANTrainer  # noqa: E402
 from legacy_v1.batching import LegacyBatcher, legacy_z  # noqa: E402
 from legacy_v1.model import GANModel  # noqa: E402
 
-WARMUP_D_STEPS = PRESETS["legacy"].warmup_d_steps
 # (rtol, atol) per stage, element-wise; see the module docstring for why.
 TOLERANCES = {
     "variables": (0.0, 0.0),
@@ -631,26 +659,7 @@ def summarize(rows):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m legacy_v1.parity", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data-dir", default=None,
-                   help="MNIST directory (IDX or mnist_train.csv) for the real batches; "
-                        "default: seeded synthetic images")
-    p.add_argument("--batch-size", type=int, default=128, help="images per batch (legacy: 128)")
-    p.add_argument("--steps", type=int, default=50,
-                   help="training iterations compared after the 30 D-only warm-up steps (also compared)")
-    p.add_argument("--seed", type=int, default=0, help="seeds both models' initialisers, data and z")
-    p.add_argument("--wgan-steps", type=int, default=10,
-                   help="WGAN-GP iterations compared in the step and training stages (5 critic steps + 1 G step each)")
-    p.add_argument("--warmup-d-steps", type=int, default=WARMUP_D_STEPS,
-                   help="D-only steps before the compared iterations (the legacy schedule's 30)")
-    p.add_argument("--control", action="store_true",
-                   help="instead of the checks, print the chaos floor: v1 free-running against itself with one "
-                        "weight nudged by one ulp, on the same batches")
-    p.add_argument("--full", action="store_true", help="print every gradient and variable row, not only the worst")
-    args = p.parse_args(argv)
-    if args.batch_size <= 0 or args.steps <= 0 or args.wgan_steps <= 0 or args.warmup_d_steps < 0:
-        p.error("--batch-size and --steps must be positive, --warmup-d-steps not negative")
+    args = parse_args(argv)
     if args.control:
         with exit_on_user_error("legacy_v1.parity"):
             rows = control(args.batch_size, args.steps, args.seed, args.data_dir, args.warmup_d_steps)

@@ -40,3 +40,17 @@ def test_a_hand_edited_config_with_a_bad_field_is_one_line_and_exit_2(tmp_path, 
         train.main(["--out", str(run), "--resume", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "learning_rate=-0.1" in err and "\n" not in err
+
+
+def test_every_loss_has_a_schedule_and_every_schedule_a_loss():
+    from genmnist import losses
+    from genmnist.presets import LOSS_SCHEDULES, USER_LOSSES
+    assert set(LOSS_SCHEDULES) == set(losses.LOSSES) and set(USER_LOSSES) <= set(LOSS_SCHEDULES)
+
+
+def test_a_loss_brings_its_schedule_and_drops_the_previous_one():
+    wgan = PRESETS["default"].with_loss("wgan")
+    assert (wgan.n_critic, wgan.clip, wgan.gp_weight) == (5, 0.01, 0.0)
+    assert (wgan.with_loss("hinge").n_critic, wgan.with_loss("hinge").clip) == (1, 0.0)
+    with pytest.raises(ValueError, match="nonsaturating"):
+        PRESETS["default"].with_loss("nope")
