@@ -237,11 +237,11 @@ def loop_overhead(trainer, data, loop_steps, out_dir):
         fn(*args)
         return time.perf_counter() - start
 
-    def sample(iteration):
-        hooks.samples(iteration, trainer.inference_generator())
+    def sample(done):
+        hooks.samples(done, trainer.inference_generator())
 
     log(metrics, loop_steps), hooks.checkpoint.save()  # first calls create the event file and trace all_finite
-    milestones = [i for i in range(RUN_STEPS) if loop.Schedule(RUN_STEPS).grid_due(i)]
+    milestones = [d for d in range(RUN_STEPS + 1) if loop.Schedule(RUN_STEPS).grid_due(d)]
     sample_s = [timed(sample, i) for i in milestones]  # the GIF grows, so time the real sequence
     log_s = float(np.median([timed(log, metrics, loop_steps) for _ in range(20)]))
     ckpt_s = float(np.median([timed(hooks.checkpoint.save) for _ in range(3)]))
