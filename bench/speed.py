@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.common import DATA_DIR, RESULTS, command_line, write_report
+from bench.common import DATA_DIR, RESULTS, command_line, shown_path, write_report
 from genmnist import loop, precision, rundir
 from genmnist.data import batches, load_mnist
 from genmnist.models import BatchNorm
@@ -283,7 +283,7 @@ def main(argv=None):
             "batch": BATCH, "steps_per_round": args.steps, "repeats": args.repeats}
 
     try:
-        data, info["data"] = load_mnist(args.data_dir).images, f"MNIST train from {args.data_dir}"
+        data, info["data"] = load_mnist(args.data_dir).images, f"MNIST train from {shown_path(args.data_dir)}"
     except Exception as err:  # no data here: the timings do not depend on pixel values
         data = np.random.default_rng(0).integers(0, 256, (60000, 28, 28), dtype=np.uint8)
         info["data"] = f"synthetic uint8 ({type(err).__name__}: {err})"

@@ -18,8 +18,6 @@ from genmnist import evaluate as E
 from genmnist.data import MnistSplit, write_split
 from genmnist.errors import UserError
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
-
 
 def tiny_model(seed=0):
     return C.build_model(filters=(2, 4), features=8, seed=seed)
@@ -282,18 +280,16 @@ def test_unlabelled_train_split_is_a_user_error(tmp_path):
 
 # ------------------------------------------------------------------ real MNIST (cached classifier only)
 
-def test_real_mnist_ceiling_with_cached_classifier():
+def test_real_mnist_ceiling_with_cached_classifier(real_mnist_dir):
     """Real train images against the real test split score near the ceiling; skipped unless cached."""
-    if not (REAL_MNIST / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"no real MNIST at {REAL_MNIST}")
     from genmnist.data import load_mnist
-    train = load_mnist(str(REAL_MNIST), "train")
+    train = load_mnist(real_mnist_dir, "train")
     info_path = Path(C.default_cache_dir()) / "mnist_classifier.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     if info.get("data_sha256") != C.data_hash(train) or info.get("version") != C.VERSION:
         pytest.skip("the real classifier is not cached; run python -m genmnist.evaluate once to train it")
-    clf = C.get_classifier(str(REAL_MNIST), log=lambda m: None, train=train)
+    clf = C.get_classifier(real_mnist_dir, log=lambda m: None, train=train)
     assert clf.info["test_accuracy"] >= 0.99
-    test = load_mnist(str(REAL_MNIST), "test")
+    test = load_mnist(real_mnist_dir, "test")
     m = E.evaluate_images(train.images[:2000], clf, test.images[:2000], subsample=2000)
     assert m["classifier_score"] > 9.5 and m["classes_covered"] == 10 and m["precision"] > 0.6
