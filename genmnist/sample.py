@@ -4,17 +4,15 @@
 ``*.png`` -> one grid picture; anything else -> a directory of one PNG per image.
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
-from genmnist import TF_LOG_HINT, argtypes, images, rundir
+from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
 from genmnist.errors import UserError, exit_on_user_error
-from genmnist.models import Z_DIM
 
+# TensorFlow and the modules built on it are imported where used: --help answers at once.
 CHUNK = 1000  # images per generator call; bounds memory for large --num
 
 
@@ -24,6 +22,11 @@ def generate(generator, preset, num, seed):
     The legacy preset samples with batch statistics, so its images depend on the
     sampling batch; chunks of CHUNK keep that batch large and the result deterministic.
     """
+    import tensorflow as tf
+
+    from genmnist import images
+    from genmnist.models import Z_DIM
+
     z = tf.random.stateless_normal([num, Z_DIM], seed=[seed, 0])
     parts = [images.to_uint8(generator(z[i:i + CHUNK], training=False), preset.pixel_range)
              for i in range(0, num, CHUNK)]
@@ -31,6 +34,8 @@ def generate(generator, preset, num, seed):
 
 
 def write(pixels, out):
+    from genmnist import images
+
     if out.endswith(".npz"):
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         np.savez_compressed(out + ".tmp.npz", images=pixels)  # then a rename: never half an archive
@@ -46,13 +51,16 @@ def write(pixels, out):
 def main(argv=None):
     p = argtypes.Parser(
         prog="python -m genmnist.sample", description=__doc__.splitlines()[0], epilog=TF_LOG_HINT,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argtypes.DefaultsFormatter)
     p.add_argument("--run", required=True, help="run directory written by genmnist.train (its --out)")
     p.add_argument("--num", type=argtypes.positive_int, default=64, help="how many images")
     p.add_argument("--out", required=True,
                    help="PATH.npz (uint8 array 'images' [N, 28, 28]), PATH.png (one grid) or a directory")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seeds the noise z")
     args = p.parse_args(argv)
+    import_tensorflow()
+    from genmnist import rundir
+
     with exit_on_user_error("genmnist.sample"):
         if not os.path.isdir(args.run):
             raise UserError(f"run directory {args.run} does not exist")
