@@ -28,7 +28,7 @@ from bench.common import DATA_DIR, RESULTS, command_line, shown_path, write_repo
 from genmnist import loop, precision
 from genmnist.data import batches, load_mnist
 from genmnist.defaults import CHECKPOINT_EVERY, LOG_EVERY
-from genmnist.models import BatchNorm, build_models
+from genmnist.models import Z_DIM, build_models
 from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
@@ -294,20 +294,12 @@ def main(argv=None):
     trainer = GANTrainer(generator, discriminator, preset, seed=0)
     reals = list(batches(data, BATCH, preset.pixel_range, seed=0).take(4))
     inputs = [(real, tf.random.stateless_normal([BATCH, 100], seed=[0, k])) for k, real in enumerate(reals)]
-    # The straight port, for scale: Keras' own Adam, two D passes and tf.nn.moments batch norm,
+    # The straight port, for scale: the same preset with every speed path off (genmnist.speedpaths),
     # on its own copy of the same initial weights.
     keras.utils.set_random_seed(0)
-    port_g, port_d = build_models(preset)
-    for layer in port_g.layers:
-        if isinstance(layer, BatchNorm):
-            layer.fused = False
-    straight_port = GANTrainer(port_g, port_d, preset, seed=0)
-    straight_port.joint_d_pass = False
-    straight_port.g_optimizer, straight_port.d_optimizer = (
-        straight_port.adam(variables, preset.learning_rate, optimizer=keras.optimizers.Adam)
-        for variables in (straight_port.g_variables, straight_port.d_variables))
-    whole_step = getattr(trainer, "_distributed_train_step", trainer._train_step)
-    xla_step = tf.function(whole_step, jit_compile=True)
+    port_preset = preset.replace(speed_paths=False)
+    straight_port = GANTrainer(*build_models(port_preset), port_preset, seed=0)
+    xla_step = tf.function(trainer.train_step.python_function, jit_compile=True)
 
     from legacy_v1.model import GANModel
     legacy = GANModel(learning_rate=preset.learning_rate, beta1=preset.beta1, seed=0)
@@ -453,8 +445,9 @@ def markdown(info):
                      f"{cpu} | {r['flops_per_it'] / 1e9:.2f} | {r['gflop_per_s']:.1f} | {r['peak_fraction']:.1%} | "
                      f"{r['gflop_per_cpu_s']:.1f} | {r['peak_fraction_cpu']:.1%} |")
     lines += ["", "genmnist runs TF's fused Adam kernel (ResourceApplyAdam), one D pass over concat(real, fake) "
-              "and the fused batch-norm kernel; 'genmnist, straight port' is the same trainer with Keras' own Adam, "
-              "two D passes and tf.nn.moments batch norm, as first ported. Both compute the same functions "
+              "and the fused batch-norm kernel; 'genmnist, straight port' is the same preset with the speed paths off "
+              "(`speed_paths=False`, genmnist.speedpaths): Keras' own Adam, two D passes and tf.nn.moments batch "
+              "norm, as first ported. Both compute the same functions "
               "(tests/test_training.py; `python -m legacy_v1.parity` for the legacy preset). The default preset's "
               "D also computes its float32 gradient to the images as a matmul plus shifted sums "
               "(genmnist.models.ImageConv2D), and its batch norm reads bfloat16 under mixed_bfloat16."]
@@ -509,34 +502,29 @@ TARGET_PENALTY_RATIO = 2.5
 def penalty_step(data, repeats):
     """A DCGAN critic step with the gradient penalty against the same step without it (batch 128).
 
-    Three critic updates (the step n_critic repeats) from the same initial weights, timed in
-    interleaved rounds: without the penalty, with it as genmnist computes it, and with the
-    plain nested-tape formula (losses.gradient_penalty), the cost before the masks were cut.
+    One critic step as the trainer's ``discriminator_step`` runs it (G forward on the noise, then D's
+    update) from the same initial weights, timed in interleaved rounds: without the penalty, with it as
+    genmnist computes it, and with the speed paths off (the plain nested-tape penalty,
+    losses.gradient_penalty: the cost before the masks were cut, and Keras' own Adam).
     """
-    from genmnist import losses
-
     preset = get_preset("dcgan", "default").with_loss("wgan-gp")
+    presets = {"no penalty": preset.replace(gp_weight=0.0), "penalty": preset,
+               "penalty, straight port": preset.replace(speed_paths=False)}
     trainers = {}
-    for name, gp_weight in (("no penalty", 0.0), ("penalty", preset.gp_weight), ("penalty, nested tapes", None)):
+    for name, p in presets.items():
         keras.utils.set_random_seed(0)
-        p = preset.replace(gp_weight=gp_weight)
         trainers[name] = GANTrainer(*build_models(p), p, seed=0)
-    plain = trainers["penalty, nested tapes"]
-    plain._penalty = lambda real, fake, u: preset.gp_weight * losses.gradient_penalty(
-        plain.discriminator, real, fake, u, [1, 2, 3])
     reals = list(batches(data, BATCH, preset.pixel_range, seed=0).take(2))
-    fakes = [tf.random.stateless_uniform([BATCH, 28, 28, 1], [1, k], *preset.pixel_range) for k in range(2)]
-    us = [tf.random.stateless_uniform([BATCH, 1, 1, 1], [2, k]) for k in range(2)]
+    zs = [tf.random.stateless_normal([BATCH, Z_DIM], [1, k]) for k in range(2)]
+    us = [tf.random.stateless_uniform([preset.n_critic, BATCH, 1, 1, 1], [2, k]) for k in range(2)]
 
     def critic_step(trainer):
-        compiled = tf.function(lambda real, fake, u: trainer._update_discriminator(
-            real, fake, u if trainer.preset.gp_weight else None)[0]["d_loss"], autograph=False)
         state = {"i": 0}
 
         def step():
             k = state["i"] % 2
             state["i"] += 1
-            return float(compiled(reals[k], fakes[k], us[k]))
+            return float(trainer.discriminator_step(reals[k], zs[k], us[k])["d_loss"])
         return step
     times, cpu_times = interleaved({name: critic_step(t) for name, t in trainers.items()}, 1, repeats)
     base, base_cpu = np.array(times["no penalty"]), np.array(cpu_times["no penalty"])
@@ -549,9 +537,10 @@ def penalty_step(data, repeats):
 
 def penalty_step_markdown(result):
     lines = ["## WGAN-GP critic step", "",
-             "DCGAN critic, batch 128, one critic update (forward, backward, Adam); ratios to the same step "
-             "without the penalty, taken within each round. 'nested tapes' is the plain formula "
-             "(losses.gradient_penalty), which also backpropagates zeros through D's forward pass.", "",
+             "DCGAN critic, batch 128, one critic step (G forward, then D forward, backward, Adam); ratios to "
+             "the same step without the penalty, taken within each round. 'straight port' has the speed paths "
+             "off (genmnist.speedpaths): the plain penalty formula (losses.gradient_penalty), which also "
+             "backpropagates zeros through D's forward pass, and Keras' own Adam.", "",
              "| critic step | wall ms | CPU ms | wall ratio | CPU ratio |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {r['step_s'] * 1e3:.0f} | {r['cpu_s'] * 1e3:.0f} | {r['ratio']:.2f} | "
               f"{r['cpu_ratio']:.2f} |" for name, r in result["rows"].items()]

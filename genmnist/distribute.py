@@ -17,6 +17,12 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
+def single_replica():
+    """Whether the current replica context (if any) is the only replica: no cross-replica sums needed."""
+    context = tf.distribute.get_replica_context()
+    return context is None or context.num_replicas_in_sync == 1
+
+
 def is_chief(strategy):
     """Only one process writes samples, logs and the kept checkpoint (task 0 of a multi-worker job)."""
     return chief_of(getattr(strategy, "cluster_resolver", None))

@@ -14,6 +14,7 @@ Shapes follow the legacy graph exactly (see ``docs/legacy.md``).  A Keras
 import keras
 import tensorflow as tf
 
+from genmnist import distribute, speedpaths
 from genmnist.presets import CONTRIB_BN_DECAY, SAMPLING_STATS
 
 Z_DIM = 100
@@ -49,7 +50,7 @@ class BatchNorm(keras.layers.Layer):
         self.epsilon = epsilon
         self.update_moving_stats = update_moving_stats
         self.inference_stats = inference_stats
-        self.fused = fused  # TF's fused kernel on one device; False: tf.nn.moments, as the legacy graph
+        self.fused = fused  # may take TF's fused kernel (genmnist.speedpaths); False: tf.nn.moments, as legacy
 
     def build(self, input_shape):
         channels = (input_shape[-1],)
@@ -61,7 +62,7 @@ class BatchNorm(keras.layers.Layer):
                                                trainable=False, aggregation="mean", autocast=False)
 
     def call(self, x, training=False):
-        if (training or self.inference_stats == "batch") and self.fused and _single_replica():
+        if (training or self.inference_stats == "batch") and self.fused and speedpaths.fused_batch_norm_here():
             y, mean, variance = self.normalize_fused(x)
         else:  # in float32 (the casts are no-ops for float32 input)
             x32 = tf.cast(x, tf.float32)
@@ -94,11 +95,6 @@ class BatchNorm(keras.layers.Layer):
                 "inference_stats": self.inference_stats, "fused": self.fused}
 
 
-def _single_replica():
-    context = tf.distribute.get_replica_context()
-    return context is None or context.num_replicas_in_sync == 1
-
-
 def _moments(x):
     """Mean and (biased) variance over every axis but the last, over the global batch.
 
@@ -107,9 +103,9 @@ def _moments(x):
     replicas is normalised exactly as the whole batch would be on one device.
     """
     axes = list(range(len(x.shape) - 1))
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
+    if distribute.single_replica():
         return tf.nn.moments(x, axes)
+    context = tf.distribute.get_replica_context()
     count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
     total, total_sq, count = context.all_reduce(
         tf.distribute.ReduceOp.SUM, [tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count])
@@ -221,11 +217,11 @@ class SamplingStatistics:
 
 
 def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="moving",
-                    bn_momentum=CONTRIB_BN_DECAY):
+                    bn_momentum=CONTRIB_BN_DECAY, fused_batch_norm=True):
     """z [b, z_dim] -> images [b, 28, 28, 1] in (-1, 1): the legacy 5-layer generator."""
     def bn(i):
         return BatchNorm(momentum=bn_momentum, update_moving_stats=update_moving_stats,
-                         inference_stats=inference_stats, name=f"bn{i}")
+                         inference_stats=inference_stats, fused=fused_batch_norm, name=f"bn{i}")
 
     z = keras.Input((z_dim,), name="z")
     x = keras.layers.Dense(1024, kernel_initializer=_legacy_init(), bias_initializer=_legacy_init(), name="g_1")(z)
@@ -362,14 +358,13 @@ def build_wgan_critic(spectral_norm=False):
 
 
 def build_models(preset):
-    """(generator, discriminator) for the preset's model, batch norm and spectral norm settings."""
+    """(generator, discriminator) for the preset's model, batch norm, spectral norm and speed path settings."""
     if preset.model == "wgan":
         return build_wgan_generator(), build_wgan_critic(preset.spectral_norm)
     generator = build_generator(update_moving_stats=preset.update_moving_stats,
                                 inference_stats=_inference_stats(preset.sampling_stats),
-                                bn_momentum=preset.bn_momentum)
-    # The faster image gradient sums in another order than the reference does.
-    return generator, build_discriminator(preset.spectral_norm, not preset.keeps_reference_arithmetic)
+                                bn_momentum=preset.bn_momentum, fused_batch_norm=speedpaths.fused_batch_norm(preset))
+    return generator, build_discriminator(preset.spectral_norm, speedpaths.image_conv(preset))
 
 
 def _kernels_and_biases(model, scope, prefix, count):

@@ -52,6 +52,7 @@ class Preset:
     spectral_norm: bool = False         # spectral normalisation on D's layers
     label_smoothing: float = 0.0        # D's target for real images is 1 - this (sigmoid losses)
     ema_decay: float = 0.0              # sample from an exponential moving average of G's weights (0: off)
+    speed_paths: bool = True            # the faster computations of the same functions (genmnist.speedpaths)
 
     def __post_init__(self):
         """Reject a field no run could use (a flag or an edited config.json), naming it."""

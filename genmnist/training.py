@@ -11,7 +11,7 @@ the updated D, which is exactly what the legacy graph computed with two
 import keras
 import tensorflow as tf
 
-from genmnist import double_backprop, losses, precision
+from genmnist import double_backprop, losses, precision, speedpaths
 from genmnist.models import BatchNorm, SamplingStatistics, rewrites_statistics
 
 
@@ -33,7 +33,7 @@ class FusedAdam(keras.optimizers.Adam):
 
     Same formula, slots and checkpoint layout as ``keras.optimizers.Adam`` (the
     kernel TF1's AdamOptimizer ran), but one op per variable instead of about ten
-    elementwise ones, each a pass over memory; bench/speed.py measures the gain.
+    elementwise ones, each a pass over memory (a speed path: genmnist.speedpaths).
     """
 
     def update_step(self, gradient, variable, learning_rate):
@@ -98,11 +98,9 @@ class GANTrainer:
         self.discriminator = discriminator
         self.preset = preset
         self.loss = losses.get(preset.loss)
-        # One D pass over concat(real, fake) instead of two: same function, fewer and larger ops.
-        # Only for the sigmoid losses: a critic loss is a difference of means whose gradient
-        # cancels exactly for some critic parameters, and one joint reduction leaves rounding
-        # noise there that Adam turns into lr-sized steps (seen in the legacy WGAN-GP parity).
-        self.joint_d_pass = self.loss.sigmoid
+        # One D pass over concat(real, fake) instead of two: same function, fewer and larger ops
+        # (a speed path; genmnist.speedpaths says for which losses).
+        self.joint_d_pass = speedpaths.joint_d_pass(preset)
         self.g_variables = generator_variables(generator, preset.train_bn_offsets)
         self.d_variables = list(discriminator.trainable_variables)
         with self.strategy.scope():
@@ -161,8 +159,8 @@ class GANTrainer:
             self.ema.update(self.g_optimizer.iterations)  # in cross-replica context: one update of the mirror
         return metrics
 
-    def adam(self, variables, learning_rate, optimizer=FusedAdam, updates_per_g_step=1):
-        """The preset's Adam for ``variables``, slots built; ``optimizer`` picks the class (bench/speed.py).
+    def adam(self, variables, learning_rate, updates_per_g_step=1):
+        """The preset's Adam for ``variables``, slots built: :class:`FusedAdam` where the speed paths are on.
 
         With ``lr_decay_steps`` the rate falls linearly to 0 over that many G steps, counted in this
         optimizer's own updates (``updates_per_g_step`` per G step; D's warm-up steps count too)."""
@@ -170,6 +168,7 @@ class GANTrainer:
         if p.lr_decay_steps:
             learning_rate = keras.optimizers.schedules.PolynomialDecay(
                 learning_rate, p.lr_decay_steps * updates_per_g_step, end_learning_rate=0.0)
+        optimizer = FusedAdam if speedpaths.fused_adam(p) else keras.optimizers.Adam
         optimizer = optimizer(learning_rate, beta_1=p.beta1, beta_2=p.beta2, epsilon=p.adam_epsilon)
         optimizer = precision.with_loss_scaling(optimizer, precision.of(self.generator))
         optimizer.build(variables)  # create slots now, not inside the traced step
@@ -196,17 +195,14 @@ class GANTrainer:
     def _penalty(self, real, fake, u):
         legacy = self.preset.legacy_gradient_penalty  # legacy: norm over axis 1 only, no epsilon
         axes, epsilon = ([1], 0.0) if legacy else ([1, 2, 3], losses.GP_NORM_EPSILON)
-        # The cheaper double backprop gives the DCGAN discriminator's gradients bit for bit; on the
-        # legacy WGAN critic it differs in the last bits, which Adam turns into lr-sized steps and
-        # the legacy WGAN-GP parity rejects, so that critic keeps the plain formula.
-        penalty = (double_backprop.gradient_penalty if self.preset.model == "dcgan"
+        penalty = (double_backprop.gradient_penalty if speedpaths.double_backprop(self.preset)
                    else losses.gradient_penalty)
         real, fake, u = self._penalty_share(real, fake, u)
         return self.preset.gp_weight * penalty(self.discriminator, real, fake, u, axes, epsilon)
 
     def _r1(self, real):
         """gamma / 2 mean ||grad_x D(x)||^2 over (a share of) the real batch."""
-        penalty = (double_backprop.input_gradient_penalty if self.preset.model == "dcgan"
+        penalty = (double_backprop.input_gradient_penalty if speedpaths.double_backprop(self.preset)
                    else losses.input_gradient_penalty)
         (real,) = self._penalty_share(real)
         return self.preset.r1_weight / 2 * penalty(self.discriminator, real, losses.r1_penalty)

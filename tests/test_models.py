@@ -178,8 +178,11 @@ def test_image_conv_is_the_plain_conv_with_the_image_gradient_summed_in_another_
         ImageConv2D(4, 5, padding="same").build((None, 28, 28, 3))
 
 
-def test_only_non_legacy_presets_without_a_penalty_take_the_fast_image_gradient():
-    def first_layer(preset):
+def test_only_non_legacy_presets_without_a_penalty_take_the_fast_image_gradient(monkeypatch):
+    listed = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [] if kind == "GPU" else listed(kind))
+
+    def first_layer(preset):  # on a CPU: tests/test_speedpaths.py covers a GPU and the switch
         return type(build_models(preset)[1].get_layer("d_1"))
     assert first_layer(PRESETS["default"]) is ImageConv2D
     assert first_layer(PRESETS["legacy"]) is not ImageConv2D  # parity with the legacy graph's sums
