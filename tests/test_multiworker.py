@@ -16,9 +16,10 @@ from genmnist import rundir, train
 from genmnist.models import build_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 4
-ARGS = ["--loss", "wgan-gp", "--steps", str(STEPS), "--batch-size", "16", "--checkpoint-every", "2",
-        "--log-every", "2", "--no-export"]
+ARGS = ["--loss", "wgan-gp", "--batch-size", "16", "--checkpoint-every", "2", "--log-every", "2", "--no-export"]
+# The first run's length: far more steps than run between its first checkpoint and the kill, so the
+# chief cannot finish before the other worker dies (and exit 0 instead of 4).
+UNFINISHABLE = 100000
 
 
 def _free_ports(count):
@@ -31,14 +32,14 @@ def _free_ports(count):
     return ports
 
 
-def _launch(out, data_dir, *extra):
+def _launch(out, data_dir, steps, *extra):
     """Both workers of one job, each with its own TF_CONFIG; worker 0 is the chief."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     procs = []
     for index in range(2):
         config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         cmd = [sys.executable, "-m", "genmnist.train", "--data-dir", data_dir, "--out", str(out),
-               "--strategy", "multiworker", *ARGS, *extra]
+               "--strategy", "multiworker", "--steps", str(steps), *ARGS, *extra]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "TF_CONFIG": json.dumps(config)},
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
@@ -67,9 +68,9 @@ def _generator_weights(run_dir):
 @pytest.mark.slow
 def test_two_workers_equal_one_only_the_chief_writes_and_a_lost_worker_resumes(idx_dir, tmp_path):
     out = tmp_path / "two"
-    procs = _launch(out, idx_dir)
+    procs = _launch(out, idx_dir, UNFINISHABLE)
     deadline = time.time() + 300
-    while not tf.train.latest_checkpoint(str(out / "checkpoints")):
+    while not tf.train.latest_checkpoint(str(out / "checkpoints")):  # ready: a checkpoint to resume from
         assert time.time() < deadline and procs[0].poll() is None, "no checkpoint appeared"
         time.sleep(0.1)
     procs[1].kill()  # the non-chief worker dies mid-run
@@ -78,33 +79,34 @@ def test_two_workers_equal_one_only_the_chief_writes_and_a_lost_worker_resumes(i
     assert "error: lost another worker" in chief_err and "--resume" in chief_err
     assert "Traceback" not in chief_err
     stopped_at = int(tf.train.latest_checkpoint(str(out / "checkpoints")).rsplit("-", 1)[1])
-    assert stopped_at < STEPS
+    assert 0 < stopped_at < UNFINISHABLE
+    steps = stopped_at + 2  # the resumed run ends one checkpoint later
 
-    results = _finish(_launch(out, idx_dir, "--resume"))
+    results = _finish(_launch(out, idx_dir, steps, "--resume"))
     for code, err in results:
         assert code == 0, err[-2000:]
-        assert f"steps {stopped_at}..{STEPS}" in err  # continues from the last checkpoint
+        assert f"steps {stopped_at}..{steps}" in err  # continues from the last checkpoint
     # Only the chief writes the run directory: one event file per chief process, one set of grids.
     assert sorted(os.listdir(out)) == [".lock", "checkpoints", "config.json", "logs", "progress.gif", "samples"]
     assert len(os.listdir(out / "logs")) == 2
-    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith(f"ckpt-{STEPS}")
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith(f"ckpt-{steps}")
     worker_dirs = [line.split(": ", 1)[1].rsplit("/checkpoints/", 1)[0] for line in results[1][1].splitlines()
                    if line.startswith("checkpoint (")]
     assert worker_dirs and all(d != str(out) and not os.path.exists(d) for d in worker_dirs)  # a temp dir, removed
 
     one = tmp_path / "one"
-    assert train.main(["--data-dir", idx_dir, "--out", str(one), *ARGS]) == 0
+    assert train.main(["--data-dir", idx_dir, "--out", str(one), "--steps", str(steps), *ARGS]) == 0
     keras.utils.set_random_seed(0)  # the run's initial weights (--seed 0)
     start = [v.numpy() for v in build_models(rundir.read_config(str(one))["preset"])[0].trainable_variables]
     two_workers, one_worker = _generator_weights(out), _generator_weights(one)
     # The mirrored test's tolerance on the reported losses, D(x) and D(G(z)), at every logged step.
     two_logged, one_logged = _logged(out), _logged(one)
-    assert sorted(two_logged) == sorted(one_logged) and len(one_logged) == 4 * STEPS // 2
+    assert sorted(two_logged) == sorted(one_logged) and len(one_logged) == 4 * steps // 2
     for key, value in one_logged.items():
         assert abs(two_logged[key] - value) < 1e-4 * max(1.0, abs(value)), key
-    # Weights: 4 iterations are 20 critic and 4 G updates, in which Adam's early ~lr * sign(g) steps
+    # Weights: each iteration is 5 critic and 1 G update, in which Adam's early ~lr * sign(g) steps
     # turn float-level differences into whole steps for near-zero gradient elements (mirrored
-    # test); measured 0.045 of the run's change of G's weights here, a misaligned penalty 0.12 per step.
+    # test); a penalty misaligned between the workers' slices of the batch exceeds the bound.
     change = np.sqrt(sum(((b - a) ** 2).sum() for a, b in zip(start, one_worker)))
     difference = np.sqrt(sum(((b - a) ** 2).sum() for a, b in zip(one_worker, two_workers)))
     assert change > 1e-3 and difference / change < 0.1
