@@ -4,11 +4,12 @@ Why: differentiating ``||grad_x D(x_hat)||`` with respect to D's weights makes T
 backpropagate through D's forward pass as well, because the input gradient reads
 that pass's activations as ReLU masks.  TF defines the gradient of a mask input
 (``ReluGrad``, ``LeakyReluGrad``, ...) as ``zeros_like``, and the graph then runs
-every forward layer's weight and input gradients on those zeros: a third of the
-penalty's cost.  Here the penalty is a ``tf.custom_gradient`` whose weight
+every forward layer's weight and input gradients on those zeros (their share of the
+penalty's cost: bench/results/speed.md).  Here the penalty is a ``tf.custom_gradient`` whose weight
 gradient is ``tf.gradients`` with those mask tensors as ``stop_gradients``: the
 same sums, minus the added zeros.  Graph mode only (every training step is a
-``tf.function``); eagerly it is the plain nested-tape formula.
+``tf.function``); eagerly it is the plain nested-tape formula.  A speed path: genmnist.speedpaths
+decides where it is taken.
 """
 
 import tensorflow as tf
