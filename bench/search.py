@@ -244,6 +244,13 @@ def _fmt(metrics):
             f"| {metrics['recall']:.3f} | {metrics['classes_covered']}{' collapsed' if metrics['collapsed'] else ''} |")
 
 
+def _shown(queue_path):
+    """The queue as a reader of this repository finds it (a search may run from another checkout)."""
+    if os.path.basename(queue_path) == os.path.basename(QUEUE):
+        return os.path.relpath(QUEUE, common.ROOT)
+    return queue_path
+
+
 def _load(row):
     return "" if row.get("load") is None else f"{row['load']:.1f}"
 
@@ -252,7 +259,7 @@ def markdown(rows, ceiling, queue_path):
     """The search table: every row, then each (recipe, budget)'s mean over its seeds."""
     shas = sorted({r["classifier_sha256"][:12] for r in rows})
     lines = ["# Quality search", "",
-             f"`python -m bench.search` runs the queue in `{os.path.relpath(queue_path, common.ROOT)}` one job at a "
+             f"`python -m bench.search` runs the queue in `{_shown(queue_path)}` one job at a "
              "time; each row is one (recipe, seed, budget), trained with `genmnist.train` (flags below, "
              "`--data-dir` the real MNIST files) and scored on 10000 samples against the MNIST test split "
              f"with the pinned classifier (sha256 {', '.join(shas) or '-'}). Wall and CPU time cover every training "
@@ -314,6 +321,8 @@ def parse_args(argv=None):
     p.add_argument("--only", nargs="+", metavar="RECIPE", help="run only these recipes' jobs")
     p.add_argument("--max-jobs", type=int, default=None, help="stop after this many new rows")
     p.add_argument("--list", action="store_true", help="print the queue with each job's state and stop")
+    p.add_argument("--table-only", action="store_true",
+                   help="rebuild search.md from search.jsonl (with this code's table layout) and stop")
     return p.parse_args(argv)
 
 
@@ -324,6 +333,10 @@ def main(argv=None):
         for recipe, flags, seed, steps in selected(load_queue(args.queue), args.only):
             key = row_key(recipe, seed, steps)
             print(f"{'done' if key in done else 'todo'}  {key}  {' '.join(flags)}")
+        return 0
+    if args.table_only:
+        write_table(args.results, read_rows(args.results), common.scoring_reference(args.data_dir, args.num)[2],
+                    args.queue)
         return 0
     os.makedirs(args.runs, exist_ok=True)
     lock = open(os.path.join(args.runs, ".search.lock"), "w")
