@@ -40,3 +40,13 @@ def quiet_interrupts(prog):
         os._exit(INTERRUPTED)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def sigterm_as_interrupt():
+    """``kill`` (SIGTERM) ends a command as Ctrl-C does: its cleanup runs and it says so in one line (exit 130)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)

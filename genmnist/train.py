@@ -12,10 +12,9 @@ import contextlib
 import datetime
 import os
 import platform
-import signal
 import sys
 
-from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts
+from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
 
 if __name__ == "__main__":
     quiet_interrupts("genmnist.train")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
@@ -135,7 +134,7 @@ def _run_config(args):
             print(f"ignoring {', '.join(ignored)}: a resumed run keeps the settings it was started with",
                   file=sys.stderr)
         config["steps"] = args.steps
-        config["data_dir"] = args.data_dir if args.data_dir is not None else config["data_dir"]
+        config["data_dir"] = args.data_dir if args.data_dir is not None else config.get("data_dir")
         return config
     if rundir.latest_checkpoint(args.out):
         raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
@@ -190,6 +189,9 @@ def train(args):
               "The legacy preset's raw-log losses do this once D saturates; --preset default uses stable losses.",
               file=sys.stderr)
         return 3
+    except UserError:  # a sample grid, the GIF or an evaluation could not be written (a full disk): keep the steps
+        hooks.checkpoint("stopped by the error below")
+        raise
     except WORKER_LOST as err:
         last = rundir.latest_checkpoint(args.out)
         print(f"error: lost another worker ({type(err).__name__} in a collective op); last checkpoint: {last}. "
@@ -225,16 +227,11 @@ def _locks_run_dir(args):
     return args.strategy != "multiworker" or chief_of(tf.distribute.cluster_resolver.TFConfigClusterResolver())
 
 
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.out is None:
         args.out = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    sigterm_as_interrupt()
     if args.logical_cpus > 1:
         split_cpu(args.logical_cpus)
     with exit_on_user_error("genmnist.train"):
