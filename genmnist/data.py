@@ -97,8 +97,15 @@ def read_idx(path, expected_magic):
 
 def read_csv(path):
     """The legacy CSV: one row per image, label then 784 pixels 0..255, header row optional."""
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text CSV (it holds bytes that are not UTF-8); download it again") from None
+
+
+def _read_csv(path):
     images, labels = [], []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         for line_number, row in enumerate(csv.reader(f), start=1):
             if not row:
                 continue

@@ -433,6 +433,28 @@ def test_convert_to_legacy_onto_an_existing_file_is_one_line(intact, tmp_path, c
     assert (tmp_path / "taken").read_text() == "x"
 
 
+# ------------------------------------------------------------------ damaged inputs
+
+def test_a_csv_with_bytes_that_are_not_utf8_is_one_line(tmp_path):
+    from genmnist import data
+    from genmnist.errors import UserError
+
+    (tmp_path / "mnist_train.csv").write_bytes(b"5," + b"0," * 783 + b"0\n\xff\xfe,1\n")
+    with pytest.raises(UserError, match="mnist_train.csv is not a text CSV"):
+        data.load_mnist(str(tmp_path))
+
+
+def test_an_npz_damaged_inside_its_zip_is_one_line(tmp_path, capsys):
+    path = tmp_path / "s.npz"
+    np.savez_compressed(path, images=np.random.default_rng(0).integers(0, 255, (200, 28, 28), np.uint8))
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2:len(damaged) // 2 + 64] = bytes(64)  # still a zip: its member fails its CRC
+    path.write_bytes(bytes(damaged))
+    status, err = outcome(capsys, lambda: E.main([str(path), "--k", "1"], classifier=FeatureClassifier()))
+    check_clean(status, err)
+    assert status == 2 and "cannot read" in err and "damaged" in err
+
+
 # ------------------------------------------------------------------ no --data-dir on a machine without a network
 
 def test_offline_without_data_dir_is_one_line_within_seconds(monkeypatch, tmp_path):
