@@ -12,9 +12,9 @@ import sys
 import time
 
 from genmnist import evaluate, rundir, sample
-from genmnist.classifier import get_classifier
+from genmnist.classifier import load_classifier
 from genmnist.data import load_mnist
-from genmnist.models import BatchNorm, recompute_batch_norm_stats
+from genmnist.models import BatchNorm, SamplingStatistics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(ROOT, "..", "shared", "data", "mnist")
@@ -80,9 +80,9 @@ def train(run_dir, steps, data_dir, flags=(), log_path=None, check=False):
 
 
 def scoring_reference(data_dir, num):
-    """The evaluation classifier, the real test split prepared for it, and the real-vs-real
+    """The pinned evaluation classifier, the real test split prepared for it, and the real-vs-real
     metrics of ``num`` train images: what every benchmark row is scored against."""
-    classifier = get_classifier(data_dir)
+    classifier = load_classifier()
     real = evaluate.prepare_real(classifier, load_mnist(data_dir, "test").images)
     ceiling = evaluate.evaluate_images(load_mnist(data_dir, "train").images[:num], classifier, real)
     return classifier, real, ceiling
@@ -116,14 +116,12 @@ def evaluate_run(run_dir, classifier, real, num, seed, step=None):
     results = {}
     for average in (True, False) if preset.ema_decay else (True,):
         generator, preset = rundir.restore_generator(run_dir, average, step)
-        layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
-        modes = sampling_modes(preset) if layers else [None]
+        has_batch_norm = any(isinstance(layer, BatchNorm) for layer in generator.layers)
+        modes = sampling_modes(preset) if has_batch_norm else [None]
         prefix = "" if average else "no-ema "
         for mode in sorted(modes, key=["moving", "recomputed", "batch", None].index):  # recompute after 'moving'
-            if mode == "recomputed":
-                recompute_batch_norm_stats(generator)
-            for layer in layers:
-                layer.inference_stats = "batch" if mode == "batch" else "moving"
+            if mode:
+                SamplingStatistics(generator, mode)()
             pixels = sample.generate(generator, preset, num, seed)
             label = "preset" if mode == modes[0] else f"bn-{mode}"
             results[prefix + label] = evaluate.evaluate_images(pixels, classifier, real)

@@ -26,6 +26,7 @@ import numpy as np
 
 from bench.common import DATA_DIR, RESULTS, ROOT, command_line, write_report
 from genmnist import precision
+from genmnist.models import build_models
 
 RUN_STEPS = 10000  # genmnist.train's default --steps
 TARGET_RATIO, TARGET_STATS_SHARE = 0.9, 0.01
@@ -76,7 +77,6 @@ def statistics_share(name, data_dir, repeats=5):
     default preset in ``name``, and the recompute's share of a default run (one per milestone grid)."""
     import tensorflow as tf
 
-    from genmnist import rundir
     from genmnist.data import batches, load_mnist
     from genmnist.loop import is_milestone, noise
     from genmnist.presets import get_preset
@@ -84,7 +84,7 @@ def statistics_share(name, data_dir, repeats=5):
 
     preset = get_preset("dcgan", "default")
     with precision.policy(name):
-        generator, discriminator = rundir.build_models(preset)
+        generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset)
     real = next(iter(batches(load_mnist(data_dir).images, 128, preset.pixel_range, 0)))
     z = noise(128, 0, 0)

@@ -25,15 +25,15 @@ import numpy as np
 import tensorflow as tf
 
 from bench.common import DATA_DIR, RESULTS, command_line, write_report
-from genmnist import loop, precision, rundir
+from genmnist import loop, precision
 from genmnist.data import batches, load_mnist
-from genmnist.models import BatchNorm
+from genmnist.defaults import CHECKPOINT_EVERY, LOG_EVERY
+from genmnist.models import BatchNorm, build_models
 from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
 BATCH = 128
 RUN_STEPS = 10000                     # the default --steps of genmnist.train
-LOG_EVERY, CHECKPOINT_EVERY = 10, 500  # its default cadences
 TARGET_RATIO, TARGET_OVERHEAD = 0.9, 0.03
 # The default preset's step: float32 and the best precision against legacy_v1, and the best one's use of its peak.
 TARGET_FLOAT32_RATIO, TARGET_BEST_RATIO, TARGET_BEST_PEAK = 0.85, 0.5, 0.6
@@ -78,7 +78,7 @@ def iteration_flops(g_macs, d_macs, batch):
     A layer's backward pass costs one forward for the weight gradient and one for
     the input gradient; the first layer of a network needs no input gradient
     unless something upstream is differentiated.  Elementwise work (bias, batch
-    norm, activations, pooling, losses, Adam) is not counted: it is under 2%.
+    norm, activations, pooling, losses, Adam) is not counted: it is small beside the matmuls.
     """
     G, D = sum(m for _, m in g_macs), sum(m for _, m in d_macs)
     G_in, D_in = G - g_macs[0][1], D - d_macs[0][1]   # input gradients, first layer skipped
@@ -178,7 +178,7 @@ def sampling_rates(generator, repeats=5):
 
     Eager is how genmnist.sample and the training loop call it.  Each batch size
     gets its own tf.function: one retraced to a relaxed (None) batch dimension
-    measured about 2x slower here.
+    was slower.
     """
     rates = {}
     for b in (128, 1000):
@@ -274,7 +274,7 @@ def main(argv=None):
     p.add_argument("--loop-steps", type=int, default=30, help="iterations of the real loop for the input share")
     p.add_argument("--precisions", nargs="+", choices=precision.PRECISIONS, default=["float32", "mixed_bfloat16"],
                    help="precisions of the default preset's step to time; add mixed_float16 on a GPU (CPUs "
-                        "have no fast float16 kernels: its step measured 265 s on a 2-core Xeon with AMX)")
+                        "have no fast float16 kernels)")
     p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     started = time.perf_counter()
@@ -290,21 +290,21 @@ def main(argv=None):
 
     keras.utils.set_random_seed(0)
     preset = get_preset("dcgan", "legacy")
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset, seed=0)
     reals = list(batches(data, BATCH, preset.pixel_range, seed=0).take(4))
     inputs = [(real, tf.random.stateless_normal([BATCH, 100], seed=[0, k])) for k, real in enumerate(reals)]
     # The straight port, for scale: Keras' own Adam, two D passes and tf.nn.moments batch norm,
     # on its own copy of the same initial weights.
     keras.utils.set_random_seed(0)
-    port_g, port_d = rundir.build_models(preset)
+    port_g, port_d = build_models(preset)
     for layer in port_g.layers:
         if isinstance(layer, BatchNorm):
             layer.fused = False
     straight_port = GANTrainer(port_g, port_d, preset, seed=0)
     straight_port.joint_d_pass = False
     straight_port.g_optimizer, straight_port.d_optimizer = (
-        straight_port.adam(variables, optimizer=keras.optimizers.Adam)
+        straight_port.adam(variables, preset.learning_rate, optimizer=keras.optimizers.Adam)
         for variables in (straight_port.g_variables, straight_port.d_variables))
     whole_step = getattr(trainer, "_distributed_train_step", trainer._train_step)
     xla_step = tf.function(whole_step, jit_compile=True)
@@ -323,7 +323,7 @@ def main(argv=None):
     for name in args.precisions:
         keras.utils.set_random_seed(0)
         with precision.policy(name):
-            models = rundir.build_models(default_preset)
+            models = build_models(default_preset)
         by_precision[f"genmnist default, {name}"] = GANTrainer(*models, default_preset, seed=0)
 
     peaks = {name: matmul_peak(dtype=dtype) for name, dtype in PEAK_DTYPES.items()}
@@ -520,7 +520,7 @@ def penalty_step(data, repeats):
     for name, gp_weight in (("no penalty", 0.0), ("penalty", preset.gp_weight), ("penalty, nested tapes", None)):
         keras.utils.set_random_seed(0)
         p = preset.replace(gp_weight=gp_weight)
-        trainers[name] = GANTrainer(*rundir.build_models(p), p, seed=0)
+        trainers[name] = GANTrainer(*build_models(p), p, seed=0)
     plain = trainers["penalty, nested tapes"]
     plain._penalty = lambda real, fake, u: preset.gp_weight * losses.gradient_penalty(
         plain.discriminator, real, fake, u, [1, 2, 3])

@@ -25,7 +25,7 @@ import numpy as np
 from bench import common
 from genmnist import convert, evaluate, images, rundir, sample
 from genmnist.evaluate import METRICS
-from genmnist.models import legacy_variables
+from genmnist.models import build_models, legacy_variables
 from genmnist.presets import PRESETS
 
 SIDES = ("legacy_v1", "genmnist")
@@ -36,7 +36,7 @@ def write_initial_weights(seed, path):
     """The weights genmnist.train builds for ``seed`` (same calls, same order), as a legacy checkpoint."""
     import keras
     keras.utils.set_random_seed(seed)
-    generator, discriminator = rundir.build_models(PRESETS["legacy"])
+    generator, discriminator = build_models(PRESETS["legacy"])
     values = {name: v.numpy() for name, v in legacy_variables(generator, discriminator).items()}
     return convert.write_legacy(values, path)
 

@@ -34,6 +34,7 @@ non_negative_int = _checked(int, lambda v: v >= 0, "0 or a positive integer")
 positive_float = _checked(float, lambda v: v > 0, "a positive number")
 non_negative_float = _checked(float, lambda v: v >= 0, "0 or a positive number")
 fraction = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+positive_fraction = _checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 seed = _checked(int, lambda v: 0 <= v < 2**32, "a seed in 0..4294967295")  # NumPy's seed range
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from genmnist import TF_LOG_HINT, argtypes, rundir
 from genmnist.errors import UserError, exit_on_user_error, sigterm_as_interrupt
 from genmnist.files import cannot_write
-from genmnist.models import legacy_variables
+from genmnist.models import build_models, legacy_variables
 from genmnist.presets import PRESETS
 
 _OPTIMIZER_STATE = re.compile(r"/Adam(_\d+)?$|^beta[12]_power(_\d+)?$")
@@ -77,7 +77,7 @@ def legacy_to_run(legacy_ckpt, run_dir):
         raise UserError(f"{run_dir} already holds a run; choose a new RUN_DIR")
     values, prefix = read_legacy(legacy_ckpt)
     preset = PRESETS["legacy"]
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     assign_legacy(values, legacy_variables(generator, discriminator), prefix)
     with rundir.locked(run_dir):
         rundir.write_config(run_dir, {"preset": preset.to_dict(), "seed": 0, "batch_size": 128, "steps": 0,
@@ -92,7 +92,7 @@ def run_to_legacy(run_dir, legacy_dir):
     if os.path.exists(legacy_dir) and not os.path.isdir(legacy_dir):
         raise UserError(f"{legacy_dir} is an existing file; name a directory to write {LEGACY_PREFIX}.* into")
     config = rundir.read_config(run_dir)
-    generator, discriminator = rundir.build_models(config["preset"])
+    generator, discriminator = build_models(config["preset"])
     checkpoint = rundir.newest_readable(rundir.run_checkpoints(run_dir))
     if checkpoint is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it first")

@@ -1,4 +1,4 @@
-"""The WGAN-GP penalty with its second-order gradient built without the all-zero half.
+"""Gradient penalties (WGAN-GP, R1) with their second-order gradient built without the all-zero half.
 
 Why: differentiating ``||grad_x D(x_hat)||`` with respect to D's weights makes TF
 backpropagate through D's forward pass as well, because the input gradient reads
@@ -71,21 +71,26 @@ def input_gradient(critic, x):
     return grads, _mask_tensors(operations[start:middle], operations[middle:], x, grads)
 
 
-def gradient_penalty(critic, real, fake, u, norm_axes):
-    """``losses.gradient_penalty``, differentiable with respect to the critic's variables only
+def input_gradient_penalty(critic, x, value_of_gradient):
+    """``losses.input_gradient_penalty``, differentiable with respect to the critic's variables only
     (the images are constants: the critic step never differentiates the penalty by them)."""
     if tf.executing_eagerly():
-        return losses.gradient_penalty(critic, real, fake, u, norm_axes)
-    x_hat = tf.stop_gradient(losses.interpolates(real, fake, u))
+        return losses.input_gradient_penalty(critic, x, value_of_gradient)
 
     @tf.custom_gradient
     def penalty(x):
         grads, masks = input_gradient(critic, x)
-        value = losses.norm_penalty(grads, norm_axes)
+        value = value_of_gradient(grads)
 
         def grad_fn(upstream, variables=None):
             weights = tf.gradients(value, variables, grad_ys=upstream, stop_gradients=masks or [],
                                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return None, weights
         return value, grad_fn
-    return penalty(x_hat)
+    return penalty(tf.stop_gradient(x))
+
+
+def gradient_penalty(critic, real, fake, u, norm_axes, epsilon=0.0):
+    """``losses.gradient_penalty`` with the cheaper double backprop."""
+    return input_gradient_penalty(critic, losses.interpolates(real, fake, u),
+                                  lambda grads: losses.norm_penalty(grads, norm_axes, epsilon))

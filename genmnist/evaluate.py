@@ -1,6 +1,7 @@
 """Sample quality against real MNIST: ``python -m genmnist.evaluate --help``.
 
-Metrics, all computed with the cached MNIST classifier of genmnist.classifier:
+Metrics, all computed with the pinned MNIST classifier that ships with genmnist
+(genmnist.classifier; every score names its sha256):
 
 * classifier score: the Inception-score form exp E_x[KL(p(y|x) || p(y))] over the whole
   set; 1 (every image the same class, or every prediction uniform) .. 10 (confident
@@ -26,7 +27,6 @@ import argparse
 import glob
 import json
 import os
-import sys
 import zipfile
 import zlib
 
@@ -253,9 +253,12 @@ def parse_args(argv=None):
                    help="neighbours defining the precision/recall manifolds")
     p.add_argument("--pr-subsample", type=argtypes.positive_int, default=PR_SUBSAMPLE,
                    help="at most this many points per set for precision/recall (its cost grows as the square)")
-    p.add_argument("--cache-dir", default=None,
-                   help="where the classifier is cached (default $GENMNIST_CACHE or ~/.cache/genmnist); "
-                        "it is trained there on first use, a few minutes on a CPU")
+    p.add_argument("--classifier", default=None, metavar="NPZ",
+                   help="score with this classifier (written by python -m genmnist.classifier) instead of the "
+                        "pinned one that ships with genmnist; scores taken with different classifiers do not compare")
+    p.add_argument("--expect-classifier", default=None, metavar="SHA256",
+                   help="refuse to score unless the classifier's weights have this sha256 (or a prefix of it, "
+                        "8+ hex digits): to be sure a number is comparable with a table that names its hash")
     p.add_argument("--json", action="store_true", help="print only a JSON object (samples, real_vs_real, settings)")
     return p.parse_args(argv)
 
@@ -275,20 +278,19 @@ def _table(samples, reference, k):
 
 
 def main(argv=None, classifier=None):
-    """``classifier`` may be injected (tests); otherwise the cached one is loaded or trained."""
+    """``classifier`` may be injected (tests); otherwise the pinned one (or ``--classifier``) is loaded."""
     args = parse_args(argv)
-    from genmnist.classifier import FEATURE_DIM, get_classifier
+    from genmnist.classifier import FEATURE_DIM, load_classifier
     from genmnist.data import load_mnist
 
     with exit_on_user_error("python -m genmnist.evaluate"):
-        log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (stdout stays clean for --json)
         images, source = load_samples(args.samples, args.num, args.seed)
-        # everything about the input is checked before the classifier, which may need minutes of training
+        # everything about the input is checked before the data and the classifier are loaded
         feature_dim = classifier.feature_dim if classifier is not None else FEATURE_DIM
         images = check_images(images, min_images_for(feature_dim, args.k))
         train, test = load_mnist(args.data_dir, "train"), load_mnist(args.data_dir, "test")
         if classifier is None:
-            classifier = get_classifier(args.data_dir, args.cache_dir, log, train=train, test=test)
+            classifier = load_classifier(args.classifier, args.expect_classifier)
         real = prepare_real(classifier, test.images, args.k, args.pr_subsample, args.seed)
         samples = evaluate_images(images, classifier, real)
         pick = np.random.default_rng(args.seed + 2).permutation(len(train.images))[:len(images)]
@@ -296,13 +298,13 @@ def main(argv=None, classifier=None):
         settings = {"source": source, "real": f"MNIST test split ({len(test.images)} images)",
                     "real_vs_real": f"{reference['num_images']} MNIST train images vs the test split",
                     "k": args.k, "pr_subsample": args.pr_subsample, "seed": args.seed,
+                    "classifier": classifier.describe(), "classifier_sha256": classifier.sha256,
                     "classifier_test_accuracy": classifier.info.get("test_accuracy")}
         if args.json:
             print(json.dumps({"samples": samples, "real_vs_real": reference, "settings": settings}, indent=2))
             return
-        accuracy = settings["classifier_test_accuracy"]
-        print(f"{source}\nagainst the {settings['real']}; real-vs-real: {settings['real_vs_real']}"
-              + (f"; classifier test accuracy {accuracy:.4f}" if accuracy is not None else ""))
+        print(f"{source}\nagainst the {settings['real']}; real-vs-real: {settings['real_vs_real']}\n"
+              f"scored with the {settings['classifier']}")
         print(_table(samples, reference, args.k))
 
 

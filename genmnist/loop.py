@@ -25,11 +25,12 @@ import tensorflow as tf
 
 from genmnist import convert, images, precision, rundir
 from genmnist.data import batches, load_mnist
+from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
 from genmnist.evaluate import METRICS
 from genmnist.files import replacing
-from genmnist.models import Z_DIM, legacy_variables
+from genmnist.models import Z_DIM, build_models, legacy_variables
 from genmnist.training import GANTrainer
 
 NUM_SAMPLES = 64  # the fixed-noise grid is 8x8
@@ -88,12 +89,12 @@ class Run:
         return int(self.step.numpy())
 
 
-def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
+def build_run(config, run_dir, strategy, keep_checkpoints=KEEP_CHECKPOINTS, resume=False):
     """Models, trainer and checkpoint manager for ``config``; restored from the latest
     checkpoint on ``resume``; the chief writes RUN/config.json."""
     preset = config["preset"]
-    with strategy.scope(), precision.policy(config.get("precision", "float32")):
-        generator, discriminator = rundir.build_models(preset)
+    with strategy.scope(), precision.policy(config["precision"]):
+        generator, discriminator = build_models(preset)
     try:
         trainer = GANTrainer(generator, discriminator, preset, seed=config["seed"], strategy=strategy)
     except ValueError as err:
@@ -118,7 +119,7 @@ def build_run(config, run_dir, strategy, keep_checkpoints=3, resume=False):
     return Run(run_dir, config, strategy, trainer, step, manager, chief)
 
 
-def checkpoint_manager(trainer, step, run_dir, keep_checkpoints=3, chief=True):
+def checkpoint_manager(trainer, step, run_dir, keep_checkpoints=KEEP_CHECKPOINTS, chief=True):
     """What a checkpoint holds: models, optimizers, the penalty's random stream, the step and
     the weight average when the preset keeps one."""
     extra = {"ema_generator": trainer.sampler} if trainer.preset.ema_decay else {}
@@ -195,8 +196,9 @@ class Progress:
         self.last_step, self.last_time = step, now
         done = int(30 * step / self.total)
         eta = (self.total - step) / rate if rate > 0 else 0
+        penalty = f"penalty {metrics['penalty']:.4f} " if "penalty" in metrics else ""
         line = (f"[{'#' * done}{'.' * (30 - done)}] {step}/{self.total} "
-                f"d_loss {metrics['d_loss']:.4f} g_loss {metrics['g_loss']:.4f} "
+                f"d_loss {metrics['d_loss']:.4f} {penalty}g_loss {metrics['g_loss']:.4f} "
                 f"D(x) {metrics['d_real']:.3f} D(G(z)) {metrics['d_fake']:.3f} "
                 f"{rate:.2f} steps/s ETA {datetime.timedelta(seconds=int(eta))}")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.out, flush=True)
@@ -210,7 +212,8 @@ class Progress:
 class MetricsLogger:
     """The NaN check, the progress line and the TensorBoard scalars of one logged step."""
 
-    TAGS = (("d_loss", "d_loss"), ("g_loss", "g_loss"), ("d_real", "D(x)"), ("d_fake", "D(G(z))"))
+    TAGS = (("d_loss", "d_loss"), ("penalty", "penalty"), ("g_loss", "g_loss"), ("d_real", "D(x)"),
+            ("d_fake", "D(G(z))"))
 
     def __init__(self, progress, writer):
         self.progress, self.writer = progress, writer
@@ -223,7 +226,8 @@ class MetricsLogger:
         rate = self.progress.update(done, values)
         with self.writer.as_default():
             for name, tag in self.TAGS:
-                tf.summary.scalar(tag, values[name], step=done)
+                if name in values:  # the penalty only where there is one
+                    tf.summary.scalar(tag, values[name], step=done)
             tf.summary.scalar("steps_per_sec", rate, step=done)
 
 
@@ -234,10 +238,10 @@ class Evaluator:
 
     def __init__(self, run_dir, data_dir, num, seed, start_step=0):
         from genmnist import evaluate
-        from genmnist.classifier import get_classifier
+        from genmnist.classifier import load_classifier
 
         self.evaluate, self.num, self.seed = evaluate, num, seed
-        self.classifier = get_classifier(data_dir, log=lambda m: print(m, file=sys.stderr))
+        self.classifier = load_classifier()
         self.evaluate.check_images(np.zeros((num, 28, 28), np.uint8), self.evaluate.min_images(self.classifier),
                                    what="--eval-num")
         self.real = evaluate.prepare_real(self.classifier, load_mnist(data_dir, "test").images)
@@ -307,8 +311,8 @@ class Schedule:
     """When each hook runs, in iterations (0: never, for the optional ones)."""
 
     total: int
-    log_every: int = 10
-    checkpoint_every: int = 500
+    log_every: int = LOG_EVERY
+    checkpoint_every: int = CHECKPOINT_EVERY
     sample_every: int = 0
     eval_every: int = 0
 

@@ -85,18 +85,34 @@ def legacy_wasserstein(real, fake):
     return _mean(real) - _mean(fake), _mean(fake)
 
 
-def gradient_penalty(critic, real, fake, u, norm_axes):
+GP_NORM_EPSILON = 1e-12  # inside the penalty's square root: a zero input gradient gives a finite gradient, not NaN
+
+
+def input_gradient_penalty(critic, x, value_of_gradient):
+    """``value_of_gradient(grad_x sum D(x))``, differentiable by the critic's weights: what a gradient
+    penalty (WGAN-GP at interpolates, R1 at real images) is made of."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        scores = critic(x, training=True)
+    return value_of_gradient(tape.gradient(scores, x))
+
+
+def gradient_penalty(critic, real, fake, u, norm_axes, epsilon=0.0):
     """WGAN-GP (Gulrajani et al.): mean((||grad_x D(x_hat)|| - 1)^2), x_hat = x + u (G(z) - x).
 
     The correct form draws ``u`` per example ([b, 1, 1, 1]) and takes the norm
     over all image axes (1, 2, 3).  The legacy model drew ``u`` per element and
-    took the norm over axis 1 only; pass those to reproduce it.
+    took the norm over axis 1 only; pass those to reproduce it.  ``epsilon`` is added
+    under the norm's square root (the legacy code added none).
     """
-    x_hat = interpolates(real, fake, u)
-    with tf.GradientTape() as tape:
-        tape.watch(x_hat)
-        scores = critic(x_hat, training=True)
-    return norm_penalty(tape.gradient(scores, x_hat), norm_axes)
+    return input_gradient_penalty(critic, interpolates(real, fake, u),
+                                  lambda grads: norm_penalty(grads, norm_axes, epsilon))
+
+
+def r1_penalty(grads):
+    """R1 (Mescheder et al. 2018) without its weight: mean ||grad_x D(x)||^2 at real images. It pushes D's
+    gradient on the data to zero, the regulariser that makes the sigmoid GAN converge locally."""
+    return _mean(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]))
 
 
 def interpolates(real, fake, u):
@@ -104,9 +120,10 @@ def interpolates(real, fake, u):
     return real + u * (fake - real)
 
 
-def norm_penalty(grads, norm_axes):
-    """mean((||grads|| - 1)^2), the norm over ``norm_axes``: the penalty given the critic's input gradient."""
-    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=norm_axes))
+def norm_penalty(grads, norm_axes, epsilon=0.0):
+    """mean((||grads|| - 1)^2), the norm over ``norm_axes``: the penalty given the critic's input gradient;
+    ||g|| = sqrt(sum g^2 + epsilon)."""
+    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=norm_axes) + epsilon)
     return _mean(tf.square(norms - 1.0))
 
 

@@ -14,6 +14,8 @@ Shapes follow the legacy graph exactly (see ``docs/legacy.md``).  A Keras
 import keras
 import tensorflow as tf
 
+from genmnist.presets import CONTRIB_BN_DECAY, SAMPLING_STATS
+
 Z_DIM = 100
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -36,7 +38,7 @@ class BatchNorm(keras.layers.Layer):
       own statistics (the legacy code fed ``phase=1`` at sampling).
     """
 
-    def __init__(self, momentum=0.999, epsilon=1e-5, update_moving_stats=True,
+    def __init__(self, momentum=CONTRIB_BN_DECAY, epsilon=1e-5, update_moving_stats=True,
                  inference_stats="moving", fused=True, **kwargs):
         # Under a mixed policy the input and output stay 16-bit (the fused kernel reads them and computes in
         # float32) and the offset and statistics float32, never cast (genmnist.precision).
@@ -183,15 +185,43 @@ def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
     return BatchNormStatistics(generator, batches, batch_size, seed)()
 
 
-def prepare_for_sampling(generator, preset):
-    """``generator`` with the statistics ``preset`` samples with: recomputed when it asks for that."""
-    if preset.sampling_stats == "recomputed":
-        recompute_batch_norm_stats(generator)
-    return generator
+def rewrites_statistics(mode):
+    """Whether sampling with ``mode`` (a preset's ``sampling_stats``) rewrites G's moving statistics: a
+    trainer then samples from a copy, so training never sees them."""
+    return mode == "recomputed"
+
+
+def _inference_stats(mode):
+    """What a BatchNorm normalises with at inference under ``mode``: the batch's own or its moving statistics."""
+    return "batch" if mode == "batch" else "moving"
+
+
+class SamplingStatistics:
+    """The batch-norm statistics ``generator`` samples with, for ``mode`` (``presets.SAMPLING_STATS``): the one
+    owner of that decision; training grids and exports, sample, evaluate and the benchmarks all apply one.
+
+    'batch': each sampling batch's own (the legacy ``phase=1``); 'moving': the moving averages as trained;
+    'recomputed': recomputed for the current weights (:class:`BatchNormStatistics`).  Call it after each
+    weight change; it returns the generator.
+    """
+
+    def __init__(self, generator, mode):
+        if mode not in SAMPLING_STATS:
+            raise ValueError(f"sampling statistics must be one of {SAMPLING_STATS}, got {mode!r}")
+        self.generator = generator
+        self._recompute = BatchNormStatistics(generator) if rewrites_statistics(mode) else None
+        for layer in generator.layers:
+            if isinstance(layer, BatchNorm):
+                layer.inference_stats = _inference_stats(mode)
+
+    def __call__(self):
+        if self._recompute:
+            self._recompute()
+        return self.generator
 
 
 def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="moving",
-                    bn_momentum=0.999):
+                    bn_momentum=CONTRIB_BN_DECAY):
     """z [b, z_dim] -> images [b, 28, 28, 1] in (-1, 1): the legacy 5-layer generator."""
     def bn(i):
         return BatchNorm(momentum=bn_momentum, update_moving_stats=update_moving_stats,
@@ -219,8 +249,8 @@ def build_generator(z_dim=Z_DIM, update_moving_stats=True, inference_stats="movi
 @keras.saving.register_keras_serializable(package="genmnist")
 class ImageConv2D(keras.layers.Conv2D):
     """A stride-1 'same' Conv2D on one-channel images whose float32 gradient to the image is a matmul and
-    shifted sums: oneDNN's float32 backward-data kernel for a single input channel runs at a tenth of its
-    usual rate (16 ms CPU of a 282 ms default float32 step, 2 cores).  The output and the kernel and bias
+    shifted sums: oneDNN's float32 backward-data kernel for a single input channel runs far below its
+    usual rate (its share of a step: bench/results/speed.md).  The output and the kernel and bias
     gradients are the plain layer's ops (same bits); the image gradient is the same sum in another order.
     Other compute dtypes keep TF's gradient (oneDNN's bfloat16 kernel is fast).
     """
@@ -331,21 +361,39 @@ def build_wgan_critic(spectral_norm=False):
     return keras.Model(images, scores, name="wgan_critic")
 
 
-def legacy_variables(generator, discriminator):
-    """Map each legacy TF1 variable name to the Keras variable that plays its part."""
+def build_models(preset):
+    """(generator, discriminator) for the preset's model, batch norm and spectral norm settings."""
+    if preset.model == "wgan":
+        return build_wgan_generator(), build_wgan_critic(preset.spectral_norm)
+    generator = build_generator(update_moving_stats=preset.update_moving_stats,
+                                inference_stats=_inference_stats(preset.sampling_stats),
+                                bn_momentum=preset.bn_momentum)
+    # The faster image gradient sums in another order than the reference does.
+    return generator, build_discriminator(preset.spectral_norm, not preset.keeps_reference_arithmetic)
+
+
+def _kernels_and_biases(model, scope, prefix, count):
+    """``{scope}{prefix}_w{i}`` and ``{scope}{prefix}_b{i}`` -> layer ``{prefix}_{i}``'s kernel and bias."""
     table = {}
-    for i in range(1, 6):
-        layer = generator.get_layer(f"g_{i}")
-        table[f"g_w{i}"] = layer.kernel
-        table[f"g_b{i}"] = layer.bias
+    for i in range(1, count + 1):
+        layer = model.get_layer(f"{prefix}_{i}")
+        layer = getattr(layer, "layer", layer)  # the layer inside a SpectralNormalization wrapper
+        table[f"{scope}{prefix}_w{i}"], table[f"{scope}{prefix}_b{i}"] = layer.kernel, layer.bias
+    return table
+
+
+def legacy_variables(generator, discriminator):
+    """Map each legacy ``GANModel`` variable name to the Keras variable that plays its part."""
+    table = _kernels_and_biases(generator, "", "g", 5)
     for i in range(1, 5):
         layer = generator.get_layer(f"bn{i}")
         table[f"bn{i}/beta"] = layer.beta
         table[f"bn{i}/moving_mean"] = layer.moving_mean
         table[f"bn{i}/moving_variance"] = layer.moving_variance
-    for i in range(1, 5):
-        layer = discriminator.get_layer(f"d_{i}")
-        layer = getattr(layer, "layer", layer)  # the layer inside a SpectralNormalization wrapper
-        table[f"discriminator/d_w{i}"] = layer.kernel
-        table[f"discriminator/d_b{i}"] = layer.bias
-    return table
+    return {**table, **_kernels_and_biases(discriminator, "discriminator/", "d", 4)}
+
+
+def legacy_wgan_variables(generator, critic):
+    """Map each legacy ``WGANModel`` variable name (both networks under their scope) to its Keras variable."""
+    return {**_kernels_and_biases(generator, "generator/", "g", 5),
+            **_kernels_and_biases(critic, "discriminator/", "d", 4)}

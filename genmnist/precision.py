@@ -26,15 +26,29 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # native bfloat16 dot products (In
 REPORTED_CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx512f", "avx2", "fma")
 
 
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags (``lscpu``'s Flags line) as a set; empty where /proc/cpuinfo is missing."""
+def _cpuinfo_field(name, cpuinfo="/proc/cpuinfo"):
+    """The first value of ``name`` in /proc/cpuinfo ('' where the file or the field is missing)."""
     if not os.path.exists(cpuinfo):
-        return set()
+        return ""
     with open(cpuinfo) as f:
         for line in f:
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    return ""
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (``lscpu``'s Flags line) as a set; empty where /proc/cpuinfo is missing."""
+    return set(_cpuinfo_field("flags", cpuinfo).split())
+
+
+def cpu_description(cpuinfo="/proc/cpuinfo"):
+    """'MODEL, N cores, flags F G': the machine line a results file or a record names (the flags that
+    decide the speed paths: bfloat16, AVX-512, AVX2)."""
+    flags = sorted(cpu_flags(cpuinfo) & set(REPORTED_CPU_FLAGS))
+    return (f"{_cpuinfo_field('model name', cpuinfo) or 'unknown CPU'}, {len(os.sched_getaffinity(0))} cores, "
+            f"flags {' '.join(flags) or 'none of ' + ' '.join(REPORTED_CPU_FLAGS)}")
 
 
 def bfloat16_is_native():
@@ -45,8 +59,8 @@ def bfloat16_is_native():
     if gpus:
         capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
         return tuple(capability) >= (8, 0)
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":  # bfloat16 then runs in Eigen's emulation:
-        return False                                     # measured 9x slower than float32 on an AMX CPU
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":  # bfloat16 then runs in Eigen's emulation,
+        return False                                     # slower than float32 even on an AMX CPU
     return bool(cpu_flags() & set(BF16_CPU_FLAGS))
 
 

@@ -10,6 +10,8 @@ import numbers
 
 from genmnist import losses
 
+CONTRIB_BN_DECAY = 0.999  # tf.contrib.layers.batch_norm's moving-average decay, which the legacy code kept
+
 # The batch-norm statistics G samples with: the sampling batch's own (the legacy phase=1), the
 # moving averages as trained, or those recomputed for the sampled weights first.
 SAMPLING_STATS = ("batch", "moving", "recomputed")
@@ -40,11 +42,15 @@ class Preset:
     train_bn_offsets: bool = True       # legacy: the name-based split leaves bn*/beta untrained
     update_moving_stats: bool = True    # legacy: UPDATE_OPS never ran
     sampling_stats: str = "moving"      # G's batch-norm statistics at sampling: see SAMPLING_STATS
-    bn_momentum: float = 0.999          # contrib batch_norm's decay
+    bn_momentum: float = CONTRIB_BN_DECAY
     warmup_d_steps: int = 30            # D-only steps before the first G step
     n_critic: int = 1                   # D steps per G step
     clip: float = 0.0                   # WGAN weight clipping bound (0: off)
     gp_weight: float = 0.0              # WGAN-GP penalty weight (0: off)
+    r1_weight: float = 0.0              # R1 penalty gamma: D's loss += gamma / 2 mean ||grad_x D(x)||^2 (0: off)
+    penalty_fraction: float = 1.0       # share of each batch the gradient penalty and R1 are computed on
+    d_learning_rate: float = 0.0        # D's Adam rate (0: learning_rate); two time-scale updates when it differs
+    lr_decay_steps: int = 0             # both rates fall linearly to 0 over this many G steps (0: constant)
     legacy_gradient_penalty: bool = False  # legacy: u per element, norm over axis 1 only
     spectral_norm: bool = False         # spectral normalisation on D's layers
     label_smoothing: float = 0.0        # D's target for real images is 1 - this (sigmoid losses)
@@ -64,7 +70,9 @@ class Preset:
             "sampling_stats": self.sampling_stats in SAMPLING_STATS,
             "bn_momentum": 0 <= self.bn_momentum < 1,
             "warmup_d_steps": self.warmup_d_steps >= 0, "n_critic": self.n_critic >= 1,
-            "clip": self.clip >= 0, "gp_weight": self.gp_weight >= 0,
+            "clip": self.clip >= 0, "gp_weight": self.gp_weight >= 0, "r1_weight": self.r1_weight >= 0,
+            "penalty_fraction": 0 < self.penalty_fraction <= 1, "d_learning_rate": self.d_learning_rate >= 0,
+            "lr_decay_steps": self.lr_decay_steps >= 0,
             "label_smoothing": 0 <= self.label_smoothing < 1, "ema_decay": 0 <= self.ema_decay < 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -74,9 +82,9 @@ class Preset:
     @property
     def keeps_reference_arithmetic(self):
         """Whether runs must compute as the float32 reference does (no bfloat16, no reordered sums): the
-        legacy preset for its parity with the legacy graph, and gradient-penalty runs, whose double
-        backprop was measured with neither (bench/results/precision-*.md)."""
-        return self.name == "legacy" or bool(self.gp_weight)
+        legacy preset for its parity with the legacy graph, and gradient-penalty runs (WGAN-GP, R1),
+        whose double backprop was measured with neither (bench/results/precision-*.md)."""
+        return self.name == "legacy" or bool(self.gp_weight or self.r1_weight)
 
     def with_loss(self, name):
         """Switch the loss and take that loss's usual schedule (critic steps, clipping, penalty)."""

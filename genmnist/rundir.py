@@ -25,15 +25,10 @@ import time
 
 import tensorflow as tf
 
+from genmnist.defaults import KEEP_CHECKPOINTS
 from genmnist.errors import UserError
 from genmnist.files import replacing
-from genmnist.models import (
-    build_discriminator,
-    build_generator,
-    build_wgan_critic,
-    build_wgan_generator,
-    prepare_for_sampling,
-)
+from genmnist.models import SamplingStatistics, build_models
 from genmnist.precision import PRECISIONS
 from genmnist.presets import Preset
 
@@ -96,6 +91,7 @@ def read_config(run_dir):
                 raise UserError(f"{config_path} has no '{name}' ({what}); {fix}")
         elif not check(config[name]):
             raise UserError(f"{config_path}: '{name}' must be {what}, not {json.dumps(config[name])[:60]}; {fix}")
+    config.setdefault("precision", "float32")  # runs from before --precision existed trained in float32
     try:
         config["preset"] = Preset.from_dict(config["preset"])
     except (TypeError, ValueError) as err:
@@ -103,7 +99,8 @@ def read_config(run_dir):
     return config
 
 
-_SETTING_OF_FLAG = {"preset": "name", "ema": "ema_decay"}  # train flags named unlike the setting they set
+# train flags named unlike the setting they set
+_SETTING_OF_FLAG = {"preset": "name", "ema": "ema_decay", "r1": "r1_weight"}
 _RESUME_HONOURS = {"steps", "data_dir"}  # stored settings a resumed run takes from its command line
 
 
@@ -122,18 +119,7 @@ def ignored_on_resume(config, given):
     return ignored
 
 
-def build_models(preset):
-    """(generator, discriminator) for the preset's model, batch norm and spectral norm settings."""
-    if preset.model == "wgan":
-        return build_wgan_generator(), build_wgan_critic(preset.spectral_norm)
-    generator = build_generator(update_moving_stats=preset.update_moving_stats,
-                                inference_stats="batch" if preset.sampling_stats == "batch" else "moving",
-                                bn_momentum=preset.bn_momentum)
-    # The faster image gradient sums in another order than the reference does.
-    return generator, build_discriminator(preset.spectral_norm, not preset.keeps_reference_arithmetic)
-
-
-def checkpoint_manager(run_dir, max_to_keep=3, **trackables):
+def checkpoint_manager(run_dir, max_to_keep=KEEP_CHECKPOINTS, **trackables):
     """A CheckpointManager over ``tf.train.Checkpoint(**trackables)`` in RUN/checkpoints,
     keeping the latest ``max_to_keep`` (None: every one).
 
@@ -389,7 +375,7 @@ def restore_generator(run_dir, average=True, step=None):
 
 def load_generator(run_dir, average=True, step=None):
     """(generator, preset) ready to sample: :func:`restore_generator`, then the batch-norm
-    statistics its preset samples with (``preset.sampling_stats``; recomputed ones cost a few
-    forward passes).  What genmnist.sample and genmnist.evaluate use."""
+    statistics its preset samples with (:class:`genmnist.models.SamplingStatistics`).  What genmnist.sample
+    and genmnist.evaluate use."""
     generator, preset = restore_generator(run_dir, average, step)
-    return prepare_for_sampling(generator, preset), preset
+    return SamplingStatistics(generator, preset.sampling_stats)(), preset

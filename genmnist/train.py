@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 
+from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
 from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
 
 if __name__ == "__main__":
@@ -27,10 +28,22 @@ from genmnist.data import load_mnist
 from genmnist.distribute import WORKER_LOST, chief_of, make_strategy, split_cpu
 from genmnist.export import export_generator
 from genmnist.losses import USER_LOSSES
+from genmnist.losses import get as get_loss
 from genmnist.presets import MODELS, PRESETS, get_preset
 
 
+def _by_preset(field):
+    """'MODEL PRESET: VALUE, ...' of one preset field, for --help: the values are read from the presets."""
+    def show(value):
+        if isinstance(value, tuple):
+            return ",".join(f"{v:g}" for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return ", ".join(f"{model} {name}: {show(getattr(preset, field))}"
+                     for model, presets in MODELS.items() for name, preset in presets.items())
+
+
 def parse_args(argv=None):
+    wgan, wgan_gp = get_loss("wgan"), get_loss("wgan-gp")
     p = argtypes.Parser(
         prog="python -m genmnist.train",
         description="Train the legacy DCGAN-style MNIST GAN on TensorFlow 2. Writes checkpoints, "
@@ -45,19 +58,25 @@ def parse_args(argv=None):
                    help="'dcgan': the legacy GANModel (batch-norm generator, average-pooled D); 'wgan': the "
                         "legacy WGANModel (sigmoid generator, strided leaky-ReLU critic), trained as WGAN-GP")
     p.add_argument("--loss", choices=USER_LOSSES, default=None,
-                   help="GAN loss (default: the preset's; dcgan legacy: raw-log, dcgan default: nonsaturating, "
-                        "wgan: wgan-gp). wgan/wgan-gp bring 5 critic steps per G step, wgan brings --clip 0.01, "
-                        "wgan-gp a penalty of 10; the critic losses use D's raw score, never a sigmoid")
+                   help=f"GAN loss (default: the preset's; {_by_preset('loss')}). wgan/wgan-gp bring "
+                        f"{wgan.n_critic} critic steps per G step, wgan brings --clip {wgan.clip:g}, wgan-gp a "
+                        f"penalty of {wgan_gp.gp_weight:g}; the critic losses use D's raw score, never a sigmoid")
     p.add_argument("--n-critic", type=argtypes.positive_int, default=None,
                    help="D steps per G step (default: the loss's)")
     p.add_argument("--clip", type=argtypes.non_negative_float, default=None,
-                   help="WGAN weight clipping bound (default: 0.01 with --loss wgan, else off)")
+                   help=f"WGAN weight clipping bound (default: {wgan.clip:g} with --loss wgan, else off)")
     p.add_argument("--gp-weight", type=argtypes.non_negative_float, default=None,
-                   help="WGAN-GP gradient penalty weight (default: 10 with --loss wgan-gp, else off)")
+                   help=f"WGAN-GP gradient penalty weight (default: {wgan_gp.gp_weight:g} with --loss wgan-gp, "
+                        "else off)")
+    p.add_argument("--r1", type=argtypes.non_negative_float, default=None, metavar="GAMMA",
+                   help="R1 penalty on real images: D's loss += GAMMA / 2 mean ||grad_x D(x)||^2 (default: the "
+                        "preset's, off)")
+    p.add_argument("--penalty-fraction", type=argtypes.positive_fraction, default=None,
+                   help="compute the gradient penalty and R1 on this share of each batch (default: the preset's, 1)")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None,
-                   help="what real pixels are scaled to (default: the preset's, 0,1 in every preset)")
+                   help=f"what real pixels are scaled to (default: the preset's; {_by_preset('pixel_range')})")
     p.add_argument("--label-smoothing", type=argtypes.fraction, default=None,
                    help="one-sided label smoothing: D's target for real images is 1 - this "
                         "(minimax/nonsaturating losses; default: the preset's)")
@@ -69,9 +88,14 @@ def parse_args(argv=None):
                         "the legacy script's length is 10000")
     p.add_argument("--batch-size", type=argtypes.positive_int, default=128, help="images per batch")
     p.add_argument("--learning-rate", type=argtypes.positive_float, default=None,
-                   help="Adam learning rate for both networks (default: the preset's; legacy 0.0005, default 0.0002)")
+                   help=f"Adam learning rate for both networks (default: the preset's; {_by_preset('learning_rate')})")
+    p.add_argument("--d-learning-rate", type=argtypes.positive_float, default=None,
+                   help="D's Adam rate when it should differ from G's (two time-scale updates; default: the "
+                        "preset's, the same as --learning-rate)")
+    p.add_argument("--lr-decay-steps", type=argtypes.non_negative_int, default=None, metavar="N",
+                   help="both rates fall linearly to 0 over N iterations (0: constant; default: the preset's)")
     p.add_argument("--beta1", type=argtypes.fraction, default=None,
-                   help="Adam beta1 (default: the preset's; legacy 0.9, default 0.5)")
+                   help=f"Adam beta1 (default: the preset's; {_by_preset('beta1')})")
     p.add_argument("--seed", type=argtypes.seed, default=0,
                    help="seeds weights, batch order and noise; same seed on the same machine, same run")
     p.add_argument("--data-dir", default=None,
@@ -86,11 +110,12 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint; its preset, seed and batch "
                         "size are kept, --steps may extend it")
-    p.add_argument("--checkpoint-every", type=argtypes.positive_int, default=500, help="iterations between checkpoints")
-    p.add_argument("--keep-checkpoints", type=argtypes.non_negative_int, default=3, metavar="N",
+    p.add_argument("--checkpoint-every", type=argtypes.positive_int, default=CHECKPOINT_EVERY,
+                   help="iterations between checkpoints")
+    p.add_argument("--keep-checkpoints", type=argtypes.non_negative_int, default=KEEP_CHECKPOINTS, metavar="N",
                    help="how many of the latest checkpoints to keep (0: every one, e.g. to score a run "
                         "again at each budget it stopped at)")
-    p.add_argument("--log-every", type=argtypes.positive_int, default=10,
+    p.add_argument("--log-every", type=argtypes.positive_int, default=LOG_EVERY,
                    help="iterations between progress lines and TensorBoard scalars (also the NaN check)")
     p.add_argument("--sample-every", type=argtypes.non_negative_int, default=0,
                    help="also write a sample grid every N iterations (0: only at the legacy milestones)")
@@ -103,7 +128,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=argtypes.non_negative_int, default=0,
                    help="every N iterations, score --eval-num samples with genmnist.evaluate (classifier "
                         "score, Frechet distance, class coverage, precision/recall) into TensorBoard and "
-                        "RUN/eval.csv; the first use trains and caches the MNIST classifier (minutes)")
+                        "RUN/eval.csv, with the pinned evaluation classifier")
     p.add_argument("--eval-num", type=argtypes.positive_int, default=2000, help="samples per evaluation (at least 129)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
     p.add_argument("--precision", choices=precision.PRECISIONS + (precision.AUTO,), default=precision.DEFAULT,
@@ -126,7 +151,6 @@ def _run_config(args):
     """The settings that define a run; stored in RUN/config.json, reused by --resume."""
     if args.resume:
         config = rundir.read_config(args.out)
-        config.setdefault("precision", "float32")  # runs from before --precision existed
         print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']}, "
               f"batch size {config['batch_size']} and precision {config['precision']}", file=sys.stderr)
         ignored = rundir.ignored_on_resume(config, args.given)
@@ -142,7 +166,9 @@ def _run_config(args):
     if args.loss:
         preset = preset.with_loss(args.loss)
     try:
-        preset = preset.replace(learning_rate=args.learning_rate, beta1=args.beta1, n_critic=args.n_critic,
+        preset = preset.replace(learning_rate=args.learning_rate, d_learning_rate=args.d_learning_rate,
+                                lr_decay_steps=args.lr_decay_steps, r1_weight=args.r1,
+                                penalty_fraction=args.penalty_fraction, beta1=args.beta1, n_critic=args.n_critic,
                                 clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
                                 label_smoothing=args.label_smoothing, ema_decay=args.ema,
                                 pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from genmnist import double_backprop, losses, precision
-from genmnist.models import BatchNorm, BatchNormStatistics
+from genmnist.models import BatchNorm, SamplingStatistics, rewrites_statistics
 
 
 def generator_variables(generator, train_bn_offsets):
@@ -106,8 +106,9 @@ class GANTrainer:
         self.g_variables = generator_variables(generator, preset.train_bn_offsets)
         self.d_variables = list(discriminator.trainable_variables)
         with self.strategy.scope():
-            self.g_optimizer = self.adam(self.g_variables)
-            self.d_optimizer = self.adam(self.d_variables)
+            self.g_optimizer = self.adam(self.g_variables, preset.learning_rate)
+            self.d_optimizer = self.adam(self.d_variables, preset.d_learning_rate or preset.learning_rate,
+                                         updates_per_g_step=preset.n_critic)
         # Draws the gradient-penalty interpolation weights for the whole global batch, outside the
         # replicas (one stream, so a split batch gets the weights one device would); checkpointed.
         self.rng = tf.random.Generator.from_seed(seed)
@@ -119,49 +120,57 @@ class GANTrainer:
         # What samples are drawn from: G itself, or a moving average of its weights.
         self.ema = WeightAverage(generator, preset.ema_decay, self.strategy) if preset.ema_decay else None
         self.sampler = self.ema.average if self.ema else generator
-        self._sampling = None  # inference_generator()'s float32 copy and its statistics, made at its first call
-        self.discriminator_step = tf.function(lambda real, z: self._on_replicas(self._discriminator_step, real, z))
+        self._sampling = None  # inference_generator()'s SamplingStatistics, made at its first call
+        # Each takes (real, z[, u]): u, the gradient penalty's interpolation weights for the whole global
+        # batch (see _interpolation_weights), is drawn from self.rng unless given (the parity harness
+        # feeds the legacy graph's).
+        self.discriminator_step = tf.function(
+            lambda real, z, u=None: self._on_replicas(self._discriminator_step, real, z, u))
         self.train_step = tf.function(self._distributed_train_step)
 
     def inference_generator(self):
         """What grids, evaluations and exports draw from: the sampler, in float32, with the statistics the
-        preset samples with.  Statistics are recomputed on a copy, so the training state stays untouched;
-        the copy is made once and takes the sampler's weights at each call (so it is the same object)."""
-        recompute = self.preset.sampling_stats == "recomputed"
-        if not recompute and precision.of(self.sampler) == "float32":
-            return self.sampler
+        preset samples with (:class:`SamplingStatistics`).  Where those would rewrite the sampler's
+        statistics, or it trains in mixed precision, a float32 copy made at the first call takes the
+        sampler's weights at each call (so it is the same object), and the training state stays untouched."""
+        mode = self.preset.sampling_stats
         if self._sampling is None:
-            copy = precision.float32_clone(self.sampler)
-            self._sampling = copy, BatchNormStatistics(copy) if recompute else None
-        copy, statistics = self._sampling
-        for target, source in zip(copy.variables, self.sampler.variables):
-            target.assign(source)
-        if statistics:
-            statistics()
-        return copy
+            copy = rewrites_statistics(mode) or precision.of(self.sampler) != "float32"
+            self._sampling = SamplingStatistics(precision.float32_clone(self.sampler) if copy else self.sampler, mode)
+        if self._sampling.generator is not self.sampler:
+            for target, source in zip(self._sampling.generator.variables, self.sampler.variables):
+                target.assign(source)
+        return self._sampling()
 
     def sync_sampler(self):
         """Start the weight average from G's current weights (after G's weights were replaced)."""
         if self.ema:
             self.ema.restart()
 
-    def _on_replicas(self, step, real, z):
+    def _on_replicas(self, step, real, z, u=None):
         """Run ``step`` on every replica's slice of the batch; average the reported metrics."""
-        u = self._interpolation_weights(real) if self.preset.gp_weight else None
+        if u is None and self.preset.gp_weight:
+            u = self._interpolation_weights(real)
         per_replica = self.strategy.run(step, args=(real, z, u))
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                 for k, v in per_replica.items()}
 
-    def _distributed_train_step(self, real, z):
-        metrics = self._on_replicas(self._train_step, real, z)
+    def _distributed_train_step(self, real, z, u=None):
+        metrics = self._on_replicas(self._train_step, real, z, u)
         if self.ema:
             self.ema.update(self.g_optimizer.iterations)  # in cross-replica context: one update of the mirror
         return metrics
 
-    def adam(self, variables, optimizer=FusedAdam):
-        """The preset's Adam for ``variables``, slots built; ``optimizer`` picks the class (bench/speed.py)."""
+    def adam(self, variables, learning_rate, optimizer=FusedAdam, updates_per_g_step=1):
+        """The preset's Adam for ``variables``, slots built; ``optimizer`` picks the class (bench/speed.py).
+
+        With ``lr_decay_steps`` the rate falls linearly to 0 over that many G steps, counted in this
+        optimizer's own updates (``updates_per_g_step`` per G step; D's warm-up steps count too)."""
         p = self.preset
-        optimizer = optimizer(p.learning_rate, beta_1=p.beta1, beta_2=p.beta2, epsilon=p.adam_epsilon)
+        if p.lr_decay_steps:
+            learning_rate = keras.optimizers.schedules.PolynomialDecay(
+                learning_rate, p.lr_decay_steps * updates_per_g_step, end_learning_rate=0.0)
+        optimizer = optimizer(learning_rate, beta_1=p.beta1, beta_2=p.beta2, epsilon=p.adam_epsilon)
         optimizer = precision.with_loss_scaling(optimizer, precision.of(self.generator))
         optimizer.build(variables)  # create slots now, not inside the traced step
         return optimizer
@@ -185,13 +194,31 @@ class GANTrainer:
         return u[:, start:start + tf.shape(real)[0]]
 
     def _penalty(self, real, fake, u):
-        axes = [1] if self.preset.legacy_gradient_penalty else [1, 2, 3]  # legacy: norm over axis 1 only
+        legacy = self.preset.legacy_gradient_penalty  # legacy: norm over axis 1 only, no epsilon
+        axes, epsilon = ([1], 0.0) if legacy else ([1, 2, 3], losses.GP_NORM_EPSILON)
         # The cheaper double backprop gives the DCGAN discriminator's gradients bit for bit; on the
         # legacy WGAN critic it differs in the last bits, which Adam turns into lr-sized steps and
         # the legacy WGAN-GP parity rejects, so that critic keeps the plain formula.
         penalty = (double_backprop.gradient_penalty if self.preset.model == "dcgan"
                    else losses.gradient_penalty)
-        return self.preset.gp_weight * penalty(self.discriminator, real, fake, u, axes)
+        real, fake, u = self._penalty_share(real, fake, u)
+        return self.preset.gp_weight * penalty(self.discriminator, real, fake, u, axes, epsilon)
+
+    def _r1(self, real):
+        """gamma / 2 mean ||grad_x D(x)||^2 over (a share of) the real batch."""
+        penalty = (double_backprop.input_gradient_penalty if self.preset.model == "dcgan"
+                   else losses.input_gradient_penalty)
+        (real,) = self._penalty_share(real)
+        return self.preset.r1_weight / 2 * penalty(self.discriminator, real, losses.r1_penalty)
+
+    def _penalty_share(self, *batches):
+        """The first ``penalty_fraction`` of each batch's examples (at least one): a cheaper penalty."""
+        if self.preset.penalty_fraction == 1:
+            return batches
+        size = tf.shape(batches[0])[0]
+        share = tf.maximum(1, tf.cast(tf.math.round(self.preset.penalty_fraction * tf.cast(size, tf.float32)),
+                                      tf.int32))
+        return tuple(b[:share] for b in batches)
 
     def _clip_discriminator(self):
         """WGAN weight clipping, applied once per variable in cross-replica context (mirrored copies stay equal)."""
@@ -211,17 +238,22 @@ class GANTrainer:
                 real_scores = self.discriminator(real, training=True)
                 fake_scores = self.discriminator(fake, training=True)
             d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
-            if self.preset.gp_weight:
-                d_loss += self._penalty(real, fake, u)
+            penalty = self._penalty(real, fake, u) if self.preset.gp_weight else None
+            if self.preset.r1_weight:
+                penalty = self._r1(real) + (0.0 if penalty is None else penalty)
+            if penalty is not None:
+                d_loss += penalty
             scaled = self.d_optimizer.scale_loss(d_loss * self.loss_scale)  # float16: loss scaling
         grads = tape.gradient(scaled, self.d_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         if self.preset.clip:
             self._clip_discriminator()
         report = tf.sigmoid if self.loss.sigmoid else tf.identity  # D(x) as a probability or a critic score
-        return {"d_loss": d_loss,
-                "d_real": tf.reduce_mean(report(real_scores)),
-                "d_fake": tf.reduce_mean(report(fake_scores))}, real_scores
+        metrics = {"d_loss": d_loss, "d_real": tf.reduce_mean(report(real_scores)),
+                   "d_fake": tf.reduce_mean(report(fake_scores))}
+        if penalty is not None:  # the weighted penalties, part of d_loss: the GAN loss is d_loss - penalty
+            metrics["penalty"] = penalty
+        return metrics, real_scores
 
     def _discriminator_step(self, real, z, u):
         """A D-only step (the legacy warm-up); ``z`` as for train_step, its first noise batch used."""

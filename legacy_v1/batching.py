@@ -9,7 +9,7 @@ from a fresh permutation, and the tail that did not fill a batch is skipped.
 
 import numpy as np
 
-from genmnist.models import Z_DIM
+from legacy_v1 import Z_DIM
 
 
 class LegacyBatcher:

@@ -9,7 +9,7 @@ reimplements the semantics the legacy graph relied on.
 
 import tensorflow as tf
 
-from genmnist.models import Z_DIM
+from legacy_v1 import Z_DIM
 
 v1 = tf.compat.v1
 

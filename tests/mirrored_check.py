@@ -18,7 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, sys.argv[1])
-from genmnist import rundir  # noqa: E402
+from genmnist.models import build_models  # noqa: E402
 from genmnist.presets import get_preset  # noqa: E402
 from genmnist.training import GANTrainer  # noqa: E402
 
@@ -36,7 +36,7 @@ def run(strategy, preset):
     z = tf.random.stateless_normal([16, preset.n_critic, 100], [3, 4])
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        generator, discriminator = rundir.build_models(preset)
+        generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset, seed=5, strategy=strategy)
     before = [v.numpy().copy() for v in generator.variables + discriminator.variables]
     data = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((real, z)))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import double_backprop, rundir
+from genmnist import double_backprop, losses
+from genmnist.models import build_models
 from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
@@ -65,7 +66,7 @@ def test_cheap_penalty_and_its_gradients_equal_the_plain_formula(model, spectral
     if model == "tanh":  # a smooth critic: its second-order terms are real, nothing is cut
         critic = _tanh_critic()
     else:
-        _, critic = rundir.build_models(get_preset(model, "default").replace(spectral_norm=spectral_norm or None))
+        _, critic = build_models(get_preset(model, "default").replace(spectral_norm=spectral_norm or None))
     real, fake, u = _inputs(per_element=legacy_axes)
     axes = [1] if legacy_axes else [1, 2, 3]
     expected, expected_grads = _penalty_and_gradients(_reference_penalty, critic, real, fake, u, axes)
@@ -82,7 +83,7 @@ def test_cheap_penalty_and_its_gradients_equal_the_plain_formula(model, spectral
 def test_only_piecewise_linear_critics_have_their_masks_cut(model):
     """ReLU / leaky-ReLU / pooling critics: every activation the input gradient reads is a mask; tanh: not."""
     keras.utils.set_random_seed(0)
-    critic = _tanh_critic() if model == "tanh" else rundir.build_models(get_preset(model, "default"))[1]
+    critic = _tanh_critic() if model == "tanh" else build_models(get_preset(model, "default"))[1]
     real, _, _ = _inputs(False)
     found = {}
 
@@ -104,7 +105,7 @@ def test_critic_step_with_the_cheap_penalty_equals_the_plain_one():
     results = []
     for reference in (True, False):
         keras.utils.set_random_seed(0)
-        trainer = GANTrainer(*rundir.build_models(preset), preset, seed=3)
+        trainer = GANTrainer(*build_models(preset), preset, seed=3)
         if reference:
             critic = trainer.discriminator
             trainer._penalty = lambda r, f, u, d=critic: preset.gp_weight * _reference_penalty(d, r, f, u, [1, 2, 3])
@@ -113,3 +114,28 @@ def test_critic_step_with_the_cheap_penalty_equals_the_plain_one():
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
     for got, expected in zip(results[1][1], results[0][1]):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def _reference_r1(critic, real, fake, u, axes):
+    """R1 written out here: the mean over examples of ||dD/dx||^2 at the real images."""
+    with tf.GradientTape() as inner:
+        inner.watch(real)
+        total = tf.reduce_sum(critic(real, training=True))
+    return tf.reduce_mean(tf.reduce_sum(tf.reshape(inner.gradient(total, real), [BATCH, -1]) ** 2, axis=1))
+
+
+def _cheap_r1(critic, real, fake, u, axes):
+    return double_backprop.input_gradient_penalty(critic, real, losses.r1_penalty)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "tanh"])
+def test_cheap_r1_and_its_gradients_equal_the_plain_formula(model):
+    keras.utils.set_random_seed(0)
+    critic = _tanh_critic() if model == "tanh" else build_models(get_preset("dcgan", "default"))[1]
+    real, fake, u = _inputs(per_element=False)
+    expected, expected_grads = _penalty_and_gradients(_reference_r1, critic, real, fake, u, None)
+    got, got_grads = _penalty_and_gradients(_cheap_r1, critic, real, fake, u, None)
+    assert expected > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    for g, e in zip(got_grads, expected_grads):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6 * float(np.abs(e).max()) + 1e-12)

@@ -2,7 +2,7 @@
 
 The metrics are checked against closed forms (Frechet distance of Gaussians, the
 classifier score of known p(y|x)), the CLI against .npz and PNG inputs, and the
-classifier cache against a fake trainer, so nothing here trains the real network.
+classifier's save/load/hash checks with a tiny network; the pinned classifier is only loaded.
 """
 
 import json
@@ -17,6 +17,7 @@ from genmnist import classifier as C
 from genmnist import evaluate as E
 from genmnist.data import MnistSplit, write_split
 from genmnist.errors import UserError
+from genmnist.models import build_models
 
 REAL_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
@@ -173,7 +174,7 @@ def test_cli_run_directory_generates_seeded_samples(tmp_path, data_dir, tiny, ca
     from genmnist.presets import PRESETS
 
     preset = PRESETS["default"]
-    generator, _ = rundir.build_models(preset)  # untrained: the plumbing, not the quality
+    generator, _ = build_models(preset)  # untrained: the plumbing, not the quality
     rundir.checkpoint_manager(str(tmp_path), generator=generator).save()
     rundir.write_config(str(tmp_path), {"preset": preset.to_dict(), "batch_size": 8, "seed": 0})
     images, source = E.load_samples(str(tmp_path), num=20, seed=3)
@@ -206,10 +207,10 @@ def test_cli_bad_input_is_one_line(tmp_path, data_dir, tiny, capsys, setup, mess
 def test_cli_checks_the_input_before_getting_the_classifier(tmp_path, data_dir, capsys, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("the classifier was loaded or trained before the input was checked")
-    monkeypatch.setattr(C, "get_classifier", never)
+    monkeypatch.setattr(C, "load_classifier", never)
     np.savez(tmp_path / "one.npz", images=digits(1).images)
     with pytest.raises(SystemExit) as exit_info:
-        E.main([str(tmp_path / "one.npz"), "--data-dir", data_dir, "--cache-dir", str(tmp_path)])
+        E.main([str(tmp_path / "one.npz"), "--data-dir", data_dir])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and f"at least {C.FEATURE_DIM + 1}" in err and "\n" not in err
 
@@ -228,41 +229,80 @@ def test_cli_help_mentions_inputs(capsys):
     assert ".npz" in out and "run directory" in out and "--json" in out and "Frechet" in out
 
 
-# ------------------------------------------------------------------ classifier cache
+# ------------------------------------------------------------------ the classifier's file and hash
 
-def test_cache_reused_and_retrained(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_trainer(train, test, log):
-        calls.append(len(train.images))
-        return tiny_model(), 0.5
-
-    train, test = digits(64, seed=7), digits(32, seed=8)
-    kwargs = dict(cache_dir=str(tmp_path), log=lambda m: None, test=test, trainer=fake_trainer)
-    first = C.get_classifier(train=train, **kwargs)
-    info = json.loads((tmp_path / "mnist_classifier.json").read_text())
-    assert calls == [64] and info["data_sha256"] == C.data_hash(train) and info["version"] == C.VERSION
-    assert info["test_accuracy"] == 0.5
-    again = C.get_classifier(train=train, **kwargs)  # same data: loaded, not trained
-    assert calls == [64] and again.info == info
-    np.testing.assert_allclose(again(train.images)[0], first(train.images)[0], rtol=1e-5, atol=1e-6)
-    C.get_classifier(train=digits(65, seed=7), **kwargs)  # other data: retrained
-    assert calls == [64, 65]
-    monkeypatch.setattr(C, "VERSION", C.VERSION + 1)  # new recipe: retrained
-    C.get_classifier(train=digits(65, seed=7), **kwargs)
-    assert calls == [64, 65, 65]
-    (tmp_path / "mnist_classifier.keras").unlink()  # model lost: retrained
-    C.get_classifier(train=digits(65, seed=7), **kwargs)
-    assert calls == [64, 65, 65, 65]
-    (tmp_path / "mnist_classifier.keras").write_bytes(b"damaged")  # unreadable model: retrained
-    C.get_classifier(train=digits(65, seed=7), **kwargs)
-    assert calls == [64, 65, 65, 65, 65]
+TINY = {"filters": [2, 4], "features": 8}
 
 
-def test_cache_dir_from_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("GENMNIST_CACHE", str(tmp_path))
-    assert C.default_cache_dir() == str(tmp_path)
-    assert C.default_cache_dir("/elsewhere") == "/elsewhere"
+def saved_tiny(tmp_path, seed=0):
+    path = str(tmp_path / "tiny.npz")
+    record = C.save_classifier(C.build_model(**TINY, seed=seed), path, {"name": "tiny", "model": TINY,
+                                                                          "test_accuracy": 0.5})
+    return path, record
+
+
+def test_saved_classifier_loads_with_its_hash(tmp_path):
+    path, record = saved_tiny(tmp_path)
+    loaded = C.load_classifier(path)
+    original = C.Classifier(C.build_model(**TINY, seed=0))
+    assert loaded.sha256 == record["weights_sha256"] == original.sha256
+    assert record["version"] == C.VERSION and "sha256 " + loaded.sha256[:12] in loaded.describe()
+    images = digits(20).images
+    np.testing.assert_array_equal(loaded(images)[0], original(images)[0])
+    assert C.load_classifier(path, expect=loaded.sha256[:8]).sha256 == loaded.sha256
+
+
+def test_other_weights_have_another_hash(tmp_path):
+    assert C.Classifier(C.build_model(**TINY, seed=0)).sha256 != C.Classifier(C.build_model(**TINY, seed=1)).sha256
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: np.savez(path, *C.build_model(**TINY, seed=1).get_weights()), "does not match its record"),
+    (lambda path: open(path, "wb").write(b"junk"), "cannot read the classifier"),
+    (lambda path: Path(path).unlink(), "no classifier at"),
+    (lambda path: Path(C.record_path(path)).unlink(), "no classifier at"),
+])
+def test_damaged_classifier_is_refused(tmp_path, damage, message):
+    path, _ = saved_tiny(tmp_path)
+    damage(path)
+    with pytest.raises(UserError, match=message):
+        C.load_classifier(path)
+
+
+def test_unexpected_classifier_is_refused(tmp_path):
+    path, record = saved_tiny(tmp_path)
+    with pytest.raises(UserError, match="not the expected 0123abcd"):
+        C.load_classifier(path, expect="0123abcd")
+
+
+def test_pinned_classifier_matches_its_record():
+    """What ships with the package: loadable offline, its hash the recorded one, fit to score with."""
+    pinned = C.load_classifier()
+    record = json.loads(Path(C.record_path(C.PINNED)).read_text())
+    assert pinned.sha256 == record["weights_sha256"] and pinned.feature_dim == C.FEATURE_DIM
+    assert record["test_accuracy"] >= C.MIN_TEST_ACCURACY
+    assert record["command"].startswith("python -m genmnist.classifier") and len(record["data_sha256"]) == 64
+
+
+def test_cli_names_the_classifier_and_refuses_another(tmp_path, data_dir, capsys):
+    path, record = saved_tiny(tmp_path)
+    np.savez(tmp_path / "x.npz", images=digits(300, seed=5).images)
+    E.main([str(tmp_path / "x.npz"), "--data-dir", data_dir, "--classifier", path, "--json"])
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["classifier_sha256"] == record["weights_sha256"] and "tiny" in settings["classifier"]
+    with pytest.raises(SystemExit) as exit_info:
+        E.main([str(tmp_path / "x.npz"), "--data-dir", data_dir, "--classifier", path,
+                "--expect-classifier", "0123abcd"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "not the expected 0123abcd" in err and "\n" not in err
+
+
+def test_classifier_cli_writes_a_loadable_classifier(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.setattr(C, "train_classifier", lambda train, test, log, epochs, seed: (C.build_model(), 0.5))
+    C.main(["--data-dir", data_dir, "--out", str(tmp_path / "mine")])
+    loaded = C.load_classifier(str(tmp_path / "mine.npz"))
+    assert loaded.info["train_images"] == 400 and loaded.info["data_sha256"] == C.data_hash(digits(400, seed=3))
+    assert loaded.sha256[:12] in capsys.readouterr().out
 
 
 def test_training_is_seeded():
@@ -275,25 +315,27 @@ def test_training_is_seeded():
         np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
 
 
-def test_unlabelled_train_split_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="no labels"):
-        C.get_classifier(cache_dir=str(tmp_path), train=MnistSplit(digits(10).images, None))
+def test_unlabelled_train_split_is_a_user_error(tmp_path, capsys):
+    write_split(str(tmp_path), "train", *digits(10))
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    write_split(str(tmp_path), "test", *digits(10))
+    with pytest.raises(SystemExit) as exit_info:
+        C.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "c")])
+    assert exit_info.value.code == 2 and "needs the labels" in capsys.readouterr().err
 
 
-# ------------------------------------------------------------------ real MNIST (cached classifier only)
+# ------------------------------------------------------------------ real MNIST
 
-def test_real_mnist_ceiling_with_cached_classifier():
-    """Real train images against the real test split score near the ceiling; skipped unless cached."""
+@pytest.mark.slow
+def test_pinned_classifier_on_real_mnist():
+    """The pinned classifier's recorded accuracy holds on the real test split, and real train images
+    score near the ceiling with it."""
     if not (REAL_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"no real MNIST at {REAL_MNIST}")
     from genmnist.data import load_mnist
-    train = load_mnist(str(REAL_MNIST), "train")
-    info_path = Path(C.default_cache_dir()) / "mnist_classifier.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    if info.get("data_sha256") != C.data_hash(train) or info.get("version") != C.VERSION:
-        pytest.skip("the real classifier is not cached; run python -m genmnist.evaluate once to train it")
-    clf = C.get_classifier(str(REAL_MNIST), log=lambda m: None, train=train)
-    assert clf.info["test_accuracy"] >= 0.99
+    clf = C.load_classifier()
     test = load_mnist(str(REAL_MNIST), "test")
+    assert C.accuracy(clf, test) == pytest.approx(clf.info["test_accuracy"], abs=1e-4)
+    train = load_mnist(str(REAL_MNIST), "train")
     m = E.evaluate_images(train.images[:2000], clf, test.images[:2000], subsample=2000)
     assert m["classifier_score"] > 9.5 and m["classes_covered"] == 10 and m["precision"] > 0.6

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from genmnist import convert, loop, rundir, sample
 from genmnist import evaluate as E
-from genmnist.models import legacy_variables
+from genmnist.models import build_models, legacy_variables
 from genmnist.presets import PRESETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,12 +56,12 @@ def intact(tmp_path_factory, data_dir):
     expected = {}
     for number in (4, 8):
         generator, preset = rundir.load_generator(run, step=number)
-        g, d = rundir.build_models(preset)
+        g, d = build_models(preset)
         rundir.restore(rundir.path(run, "checkpoints", f"ckpt-{number}"), tf.train.Checkpoint(generator=g,
                                                                                               discriminator=d))
         expected[number] = {"images": sample.generate(generator, preset, 4, 0),
                             "legacy": {n: v.numpy() for n, v in legacy_variables(g, d).items()}}
-    untrained = rundir.build_models(PRESETS["legacy"])[0]
+    untrained = build_models(PRESETS["legacy"])[0]
     assert not np.array_equal(expected[8]["images"], expected[4]["images"])
     assert not np.array_equal(expected[8]["images"], sample.generate(untrained, PRESETS["legacy"], 4, 0))
     return run, expected
@@ -367,7 +367,7 @@ def test_a_full_disk_during_export_leaves_no_half_export_and_keeps_the_old_one(t
     from genmnist import export
     from genmnist.errors import UserError
 
-    generator = rundir.build_models(PRESETS["default"])[0]
+    generator = build_models(PRESETS["default"])[0]
     target = str(tmp_path / "export")
     os.makedirs(target)
     (tmp_path / "export" / "generator.keras").write_text("the previous export")

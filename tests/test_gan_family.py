@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import rundir
+from genmnist.models import build_models
 from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
 
 def _trainer(preset, batch=8):
     tf.keras.utils.set_random_seed(0)
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset)
     real = tf.random.uniform([batch, 28, 28, 1], *preset.pixel_range, seed=1)
     z = tf.random.normal([batch, preset.n_critic, 100], seed=2)
@@ -63,16 +63,40 @@ def test_gradient_penalty_adds_its_weight_times_the_penalty_to_the_critic_loss()
     np.testing.assert_allclose(float(m1["d_loss"]) - float(m2["d_loss"]), 10 * penalty, rtol=1e-4)
 
 
+def test_given_interpolation_weights_replace_the_trainers_own_draw():
+    """train_step's u (how the parity harness feeds the legacy graph's u) is the u the penalty uses."""
+    preset = get_preset("dcgan", "default").with_loss("wgan-gp").replace(n_critic=1)
+    drawn, real, z = _trainer(preset)
+    given, _, _ = _trainer(preset)
+    other, _, _ = _trainer(preset)
+    u = tf.random.Generator.from_seed(0).uniform([1, 8, 1, 1, 1])  # what a trainer seeded 0 draws first
+    want = float(drawn.train_step(real, z)["d_loss"])
+    assert float(given.train_step(real, z, u)["d_loss"]) == want
+    assert float(other.train_step(real, z, 1.0 - u)["d_loss"]) != want
+
+
 def test_legacy_wgan_preset_uses_the_legacy_penalty_and_sign():
+    """The legacy critic loss, by hand: mean D(x) - mean D(G(z)) (the legacy sign) plus 10 x the legacy
+    penalty, u drawn per pixel and the gradient's norm taken over axis 1 only (one norm per image column)."""
     preset = get_preset("wgan", "legacy")
-    assert preset.legacy_gradient_penalty and preset.loss == "legacy-wgan-gp"
     assert (preset.learning_rate, preset.beta1, preset.beta2, preset.n_critic) == (1e-4, 0.5, 0.9, 5)
-    trainer, real, z = _trainer(preset)
+    trainer, real, z = _trainer(preset.replace(n_critic=1))
     assert trainer.generator.name == "wgan_generator"
-    images = trainer.generator(z[:, 0])
-    assert float(tf.reduce_min(images)) >= 0.0  # sigmoid output: pixels in [0, 1]
-    metrics = trainer.train_step(real, z)
-    assert np.isfinite(float(metrics["d_loss"]))
+    fake = trainer.generator(z[:, 0], training=True)
+    assert float(tf.reduce_min(fake)) >= 0.0  # sigmoid output: pixels in [0, 1]
+    u = tf.random.Generator.from_seed(0).uniform([1, 8, 28, 28, 1])[0]  # the trainer's stream, per pixel
+    x_hat = real + u * (fake - real)
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        scores = tf.reduce_sum(trainer.discriminator(x_hat, training=True))
+    grads = tape.gradient(scores, x_hat).numpy().astype(np.float64)  # [8, 28, 28, 1]
+    penalty = np.mean((np.sqrt((grads ** 2).sum(axis=1)) - 1.0) ** 2)  # norms over axis 1: [8, 28, 1]
+    critic = (np.mean(trainer.discriminator(real, training=True)) - np.mean(trainer.discriminator(fake, training=True)))
+    metrics = trainer.discriminator_step(real, z)
+    np.testing.assert_allclose(float(metrics["d_loss"]), critic + 10 * penalty, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(float(metrics["penalty"]), 10 * penalty, rtol=1e-4)
+    whole_image = np.mean((np.sqrt((grads ** 2).sum(axis=(1, 2, 3))) - 1.0) ** 2)
+    assert abs(10 * whole_image - 10 * penalty) > 1e-2  # the test tells the two penalties apart
 
 
 def test_spectral_norm_keeps_the_legacy_names_and_normalises():

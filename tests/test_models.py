@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import rundir
 from genmnist.models import (
     BatchNorm,
     ImageConv2D,
+    SamplingStatistics,
     build_discriminator,
     build_generator,
+    build_models,
     legacy_variables,
     recompute_batch_norm_stats,
 )
@@ -124,6 +125,22 @@ def test_recomputed_batch_norm_stats_are_the_mean_batch_statistics_of_the_curren
     np.testing.assert_allclose(generator(z[:1], training=False), generator(z, training=False)[:1], atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["batch", "moving", "recomputed"])
+def test_sampling_statistics_set_what_the_generator_normalises_with(mode):
+    tf.keras.utils.set_random_seed(3)
+    generator = build_generator()
+    z = tf.random.normal([8, 100], seed=2)
+    assert SamplingStatistics(generator, mode)() is generator
+    layers = [layer for layer in generator.layers if isinstance(layer, BatchNorm)]
+    assert {layer.inference_stats for layer in layers} == {"batch" if mode == "batch" else "moving"}
+    recomputed = not np.allclose(generator.get_layer("bn3").moving_variance.numpy(), 1.0)
+    assert recomputed == (mode == "recomputed")  # only 'recomputed' replaces the initial moving statistics
+    alone, in_batch = generator(z[:1], training=False), generator(z, training=False)[:1]
+    assert np.allclose(alone, in_batch, atol=1e-6) == (mode != "batch")  # batch statistics couple the images
+    with pytest.raises(ValueError, match="sampling statistics"):
+        SamplingStatistics(generator, "average")
+
+
 def test_recomputing_statistics_refuses_a_generator_whose_layers_are_not_a_chain():
     """The recompute calls G's layers in turn; a branch would make that compute something else."""
     import keras
@@ -163,7 +180,7 @@ def test_image_conv_is_the_plain_conv_with_the_image_gradient_summed_in_another_
 
 def test_only_non_legacy_presets_without_a_penalty_take_the_fast_image_gradient():
     def first_layer(preset):
-        return type(rundir.build_models(preset)[1].get_layer("d_1"))
+        return type(build_models(preset)[1].get_layer("d_1"))
     assert first_layer(PRESETS["default"]) is ImageConv2D
     assert first_layer(PRESETS["legacy"]) is not ImageConv2D  # parity with the legacy graph's sums
     assert first_layer(PRESETS["default"].with_loss("wgan-gp")) is not ImageConv2D

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from genmnist import rundir, train
+from genmnist.models import build_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
@@ -94,7 +95,7 @@ def test_two_workers_equal_one_only_the_chief_writes_and_a_lost_worker_resumes(i
     one = tmp_path / "one"
     assert train.main(["--data-dir", idx_dir, "--out", str(one), *ARGS]) == 0
     keras.utils.set_random_seed(0)  # the run's initial weights (--seed 0)
-    start = [v.numpy() for v in rundir.build_models(rundir.read_config(str(one))["preset"])[0].trainable_variables]
+    start = [v.numpy() for v in build_models(rundir.read_config(str(one))["preset"])[0].trainable_variables]
     two_workers, one_worker = _generator_weights(out), _generator_weights(one)
     # The mirrored test's tolerance on the reported losses, D(x) and D(G(z)), at every logged step.
     two_logged, one_logged = _logged(out), _logged(one)

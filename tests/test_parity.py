@@ -1,6 +1,6 @@
 """Parity of legacy_v1 and genmnist at small scale, its ability to fail, and checkpoint conversion.
 
-Runs with oneDNN off (set before TensorFlow is imported, as the parity module does).
+Runs with oneDNN off (set before TensorFlow is imported, as the parity package does).
 """
 
 import contextlib
@@ -16,10 +16,15 @@ import pytest  # noqa: E402
 from genmnist import convert, rundir  # noqa: E402
 from genmnist.errors import UserError  # noqa: E402
 from genmnist.presets import PRESETS  # noqa: E402
-from genmnist.training import GANTrainer  # noqa: E402
-from legacy_v1 import parity, predict  # noqa: E402
+from legacy_v1 import parity as legacy_entry  # noqa: E402
+from legacy_v1 import predict  # noqa: E402
 from legacy_v1.batching import legacy_z  # noqa: E402
 from legacy_v1.model import GANModel  # noqa: E402
+from parity import checks  # noqa: E402
+from parity.inputs import real_pixels  # noqa: E402
+from parity.pairs import DcganPair, WganPair  # noqa: E402
+from parity.rows import compare, compare_drift, compare_share  # noqa: E402
+from parity.stages import stage_forward_losses_gradients, stage_training  # noqa: E402
 
 SMALL_SCALE = ["--batch-size", "8", "--steps", "3", "--seed", "1", "--warmup-d-steps", "3", "--wgan-steps", "2"]
 
@@ -27,15 +32,15 @@ SMALL_SCALE = ["--batch-size", "8", "--steps", "3", "--seed", "1", "--warmup-d-s
 @pytest.fixture(scope="module")
 def small_scale_cli():
     """(exit code, printed table, rows) of one small-scale ``python -m legacy_v1.parity`` run."""
-    rows, out = [], io.StringIO()
-    real_run = parity.run
-    parity.run = lambda *a, **k: rows.extend(real_run(*a, **k)) or rows
+    table, out = [], io.StringIO()
+    real_run = checks.run
+    checks.run = lambda *a, **k: table.extend(real_run(*a, **k)) or table
     try:
         with contextlib.redirect_stdout(out):
-            code = parity.main(SMALL_SCALE)
+            code = legacy_entry.main(SMALL_SCALE)
     finally:
-        parity.run = real_run
-    return code, out.getvalue(), rows
+        checks.run = real_run
+    return code, out.getvalue(), table
 
 
 @pytest.mark.slow
@@ -64,8 +69,8 @@ def test_cli_exits_1_and_names_the_rows_past_tolerance(small_scale_cli, monkeypa
     _, _, rows = small_scale_cli
     gradient = next(i for i, r in enumerate(rows) if r.stage == "gradients")
     broken = rows[:gradient] + [dataclasses.replace(rows[gradient], ok=False)] + rows[gradient + 1:]
-    monkeypatch.setattr(parity, "run", lambda *a, **k: broken)
-    assert parity.main(SMALL_SCALE) == 1
+    monkeypatch.setattr(checks, "run", lambda *a, **k: broken)
+    assert legacy_entry.main(SMALL_SCALE) == 1
     out = capsys.readouterr().out
     assert f"FAILED: gradients:{rows[gradient].quantity}" in out
     assert f"{len(rows) - 1}/{len(rows)} checks within tolerance" in out
@@ -74,14 +79,12 @@ def test_cli_exits_1_and_names_the_rows_past_tolerance(small_scale_cli, monkeypa
 
 def _wgan_step_rows(critic_lr_factor):
     rng = np.random.default_rng(0)
-    pair = parity.WganPair(8, 0)
-    pair.copy_v1_to_v2()
-    pair.make_trainer()
+    pair = WganPair(8, 0).ready()
     pair.trainer.d_optimizer.learning_rate.assign(critic_lr_factor * pair.preset.learning_rate)
-    real = parity.real_pixels(None, 8, rng).reshape(1, 8, 28, 28, 1)
+    real = real_pixels(None, 8, rng).reshape(1, 8, 28, 28, 1)
     zs = rng.standard_normal((1, 5, 8, 100)).astype(np.float32)
     us = rng.random((1, 5, 8, 28, 28, 1)).astype(np.float32)
-    return parity.wgan_training(pair, real, zs, us, forced=True)
+    return stage_training(pair, list(zip(real, zs, us)), forced=True)
 
 
 @pytest.mark.slow
@@ -94,36 +97,53 @@ def test_wgan_step_stage_catches_a_wrong_critic_learning_rate():
 
 def _pair_and_batch(seed=0, batch=8):
     rng = np.random.default_rng(seed)
-    pair = parity.Pair(seed)
-    pair.copy_v1_to_v2()
-    pair.trainer = GANTrainer(pair.generator, pair.discriminator, PRESETS["legacy"])
-    real = parity.real_pixels(None, batch, rng)
+    pair = DcganPair(seed).ready()
+    real = real_pixels(None, batch, rng)
     return pair, real, legacy_z(rng, batch)
 
 
 def test_forward_stage_catches_a_weight_off_by_1e_4():
     pair, real, z = _pair_and_batch()
-    pair.v2_vars["g_w5"].assign_add(np.full((1, 1, 16, 1), 1e-4, np.float32))
-    rows = {r.quantity: r for r in parity.stage_forward_losses_gradients(pair, real, z)}
+    pair.table["g_w5"].assign_add(np.full((1, 1, 16, 1), 1e-4, np.float32))
+    rows = {r.quantity: r for r in stage_forward_losses_gradients(pair, real, z)}
     assert not rows["G(z)"].ok and not rows["D(fake) logit"].ok
     assert rows["D(real) logit"].ok                     # D untouched: real branch still exact
 
 
 def test_step_stage_catches_trained_offsets_and_a_wrong_learning_rate():
     pair, real, z = _pair_and_batch()
-    pair.trainer = GANTrainer(pair.generator, pair.discriminator,
-                              PRESETS["legacy"].replace(train_bn_offsets=True, learning_rate=4e-4))
-    rows = {r.quantity: r for r in parity.stage_training(pair, [real, real], [z, z], warmup=1, forced=True)}
+    pair.ready(PRESETS["legacy"].replace(train_bn_offsets=True, learning_rate=4e-4))
+    schedule = checks.legacy_schedule([real, real], [z, z], warmup=1)
+    rows = {r.quantity: r for r in stage_training(pair, schedule, forced=True)}
     assert not rows["bn1/beta"].ok                      # the legacy split never trains bn offsets
     assert not rows["discriminator/d_w1"].ok            # a 20% smaller step
     assert rows["bn1/moving_mean"].ok
 
 
 def test_compare_matches_nan_and_rejects_shape_or_value_drift():
-    assert parity.compare("losses", "x", [np.nan, 1.0], [np.nan, 1.0]).ok
-    assert not parity.compare("losses", "x", [np.nan, 1.0], [0.0, 1.0]).ok
-    assert not parity.compare("losses", "x", [1.0], [1.0, 1.0]).ok
-    assert not parity.compare("losses", "x", [1.0], [1.0 + 1e-5]).ok
+    assert compare("losses", "x", [np.nan, 1.0], [np.nan, 1.0]).ok
+    assert not compare("losses", "x", [np.nan, 1.0], [0.0, 1.0]).ok
+    assert not compare("losses", "x", [1.0], [1.0, 1.0]).ok
+    assert not compare("losses", "x", [1.0], [1.0 + 1e-5]).ok
+
+
+def test_drift_is_relative_to_how_far_training_moved_the_variable():
+    start, v1 = np.zeros(4), np.full(4, 1.0)
+    close = compare_drift("training", "w", v1, v1 + 0.1, start, (0.5, 0.5))
+    assert close.ok and close.max_rel == pytest.approx(0.1)
+    assert not compare_drift("training", "w", v1, v1 + 0.6, start, (0.5, 1.0)).ok   # drift past its limit
+    assert not compare_drift("training", "w", v1, v1 + 0.1, start, (0.5, 0.05)).ok  # max abs past its limit
+    assert not compare_drift("training", "w", start, start + 1e-9, start, (0.5, 0.5)).ok  # moved only on v2
+
+
+def test_share_comparison_allows_few_elements_off_and_none_far_off():
+    v1 = np.zeros(10000)
+    few = v1.copy()
+    few[:5] = 1e-4
+    assert compare_share("step", "w", v1, few, (5e-5, 1e-3), 1e-3).ok
+    assert not compare_share("step", "w", v1, few + 6e-5, (5e-5, 1e-3), 1e-3).ok  # most elements off
+    few[0] = 2e-3
+    assert not compare_share("step", "w", v1, few, (5e-5, 1e-3), 1e-3).ok         # one past the bound
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from genmnist import precision, rundir, train
-from genmnist.models import BatchNorm
+from genmnist.models import BatchNorm, build_models
 from genmnist.presets import PRESETS
 from genmnist.training import GANTrainer
 
@@ -16,7 +16,7 @@ from genmnist.training import GANTrainer
 def _trainer(name, preset="default", batch=8):
     keras.utils.set_random_seed(0)
     with precision.policy(name):
-        generator, discriminator = rundir.build_models(PRESETS[preset])
+        generator, discriminator = build_models(PRESETS[preset])
     trainer = GANTrainer(generator, discriminator, PRESETS[preset])
     real = tf.random.uniform([batch, 28, 28, 1], seed=1)
     z = tf.random.normal([batch, 100], seed=2)

@@ -25,7 +25,9 @@ def test_a_config_from_before_sampling_stats_reads_as_the_same_sampling(inferenc
 
 @pytest.mark.parametrize("changes", [{"learning_rate": 0.0}, {"beta1": 1.0}, {"sampling_stats": "average"},
                                      {"loss": "nope"}, {"n_critic": 0}, {"ema_decay": 1.0},
-                                     {"pixel_range": (1.0, -1.0)}, {"label_smoothing": -0.1}])
+                                     {"pixel_range": (1.0, -1.0)}, {"label_smoothing": -0.1},
+                                     {"r1_weight": -1.0}, {"penalty_fraction": 0.0}, {"penalty_fraction": 1.5},
+                                     {"d_learning_rate": -1e-4}, {"lr_decay_steps": -1}])
 def test_a_field_no_run_could_use_is_rejected_by_name(changes):
     (name, value), = changes.items()
     with pytest.raises(ValueError, match=re.escape(f"{name}={value!r}")):
@@ -40,3 +42,25 @@ def test_a_hand_edited_config_with_a_bad_field_is_one_line_and_exit_2(tmp_path, 
         train.main(["--out", str(run), "--resume", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "learning_rate=-0.1" in err and "\n" not in err
+
+
+def test_search_flags_set_their_preset_fields(tmp_path):
+    args = train.parse_args(["--r1", "5", "--penalty-fraction", "0.25", "--d-learning-rate", "4e-4",
+                             "--lr-decay-steps", "3000", "--out", str(tmp_path / "run")])
+    preset = train._run_config(args)["preset"]
+    assert (preset.r1_weight, preset.penalty_fraction, preset.d_learning_rate, preset.lr_decay_steps) == \
+        (5.0, 0.25, 4e-4, 3000)
+    assert preset.keeps_reference_arithmetic  # R1's double backprop stays float32 under --precision auto
+
+
+def test_train_help_reads_the_values_from_the_presets(monkeypatch, capsys):
+    monkeypatch.setitem(PRESETS, "legacy", PRESETS["legacy"].replace(learning_rate=0.123, beta1=0.25))
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "dcgan legacy: 0.123" in out and "dcgan legacy: 0.25" in out
+
+
+def test_a_config_from_before_precision_reads_as_float32(tmp_path):
+    rundir.write_config(str(tmp_path), {"preset": PRESETS["default"].to_dict(), "seed": 0})
+    assert rundir.read_config(str(tmp_path))["precision"] == "float32"

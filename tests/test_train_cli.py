@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from genmnist import images, loop, rundir, sample, train
-from genmnist.models import Z_DIM
+from genmnist.models import Z_DIM, build_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,7 +110,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_a_finite_checkpoint(fin
     latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
     assert latest is not None and f"last good checkpoint: {latest}" in err
     assert 1 <= int(latest.rsplit("-", 1)[1]) < 40
-    generator, discriminator = rundir.build_models(rundir.read_config(str(out))["preset"])
+    generator, discriminator = build_models(rundir.read_config(str(out))["preset"])
     checkpoint = tf.train.Checkpoint(generator=generator, discriminator=discriminator)
     checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
     for variable in generator.variables + discriminator.variables:
@@ -139,7 +139,9 @@ def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tm
     proc = _spawn(killed, data_dir, steps=12)
     _wait_for_checkpoint(killed, proc)
     proc.kill()
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # the kill landed before the run finished
+    stopped_at = int(tf.train.latest_checkpoint(str(killed / "checkpoints")).rsplit("-", 1)[1])
+    assert stopped_at < 12
     assert run_train(killed, data_dir, "--resume", steps=12) == 0
     assert_same_weights(weights(killed), weights(out))
 
@@ -229,7 +231,6 @@ def test_eval_every_writes_metrics_to_csv(finished_run, tmp_path, monkeypatch):
     from conftest import write_idx_dir
     _, data_dir = finished_run
     write_idx_dir(data_dir, n=300, seed=1, prefix="t10k")  # the evaluation's real reference
-    monkeypatch.setenv("GENMNIST_CACHE", str(tmp_path / "cache"))  # a classifier trained on the tiny data
     out = tmp_path / "evaluated"
     assert run_train(out, data_dir, "--eval-every", "6", "--eval-num", "200", "--no-export") == 0
     import csv
@@ -280,7 +281,7 @@ def test_mirrored_cli_run_writes_one_set_of_outputs_and_trains_as_one_device(fin
     # update, the final grids within 1 grey level).  Biases ahead of a batch norm get no gradient.
     assert run_train(tmp_path / "single", data_dir, "--no-export", steps=4) == 0
     keras.utils.set_random_seed(0)
-    initial, _ = rundir.build_models(rundir.read_config(str(out))["preset"])  # where both runs started
+    initial, _ = build_models(rundir.read_config(str(out))["preset"])  # where both runs started
     mirrored, _ = rundir.restore_generator(str(out), average=False)
     single, _ = rundir.restore_generator(str(tmp_path / "single"), average=False)
     kernels = [(m.numpy(), s.numpy(), i.numpy()) for m, s, i in zip(mirrored.variables, single.variables,
@@ -298,7 +299,7 @@ def _legacy_checkpoint(path, seed=7):
     from genmnist import convert
     from genmnist.models import legacy_variables
     from genmnist.presets import PRESETS
-    generator, discriminator = rundir.build_models(PRESETS["legacy"])
+    generator, discriminator = build_models(PRESETS["legacy"])
     rng = np.random.default_rng(seed)
     values = {n: rng.normal(0, 0.02, size=v.shape).astype(np.float32)
               for n, v in legacy_variables(generator, discriminator).items()}
@@ -312,7 +313,7 @@ def test_init_from_starts_from_the_legacy_checkpoint(finished_run, tmp_path):
     prefix, values = _legacy_checkpoint(tmp_path / "init")
     out = tmp_path / "run"
     assert run_train(out, data_dir, "--preset", "legacy", "--init-from", prefix, steps=4) == 0
-    generator, discriminator = rundir.build_models(rundir.read_config(str(out))["preset"])
+    generator, discriminator = build_models(rundir.read_config(str(out))["preset"])
     manager = rundir.checkpoint_manager(str(out), generator=generator, discriminator=discriminator)
     manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
     trained = legacy_variables(generator, discriminator)

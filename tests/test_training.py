@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import rundir
 from genmnist.loop import Schedule, is_milestone
-from genmnist.models import BatchNorm, legacy_variables
+from genmnist.models import BatchNorm, build_models, legacy_variables
 from genmnist.presets import PRESETS
 from genmnist.training import FusedAdam, GANTrainer
 
@@ -15,7 +14,7 @@ from genmnist.training import FusedAdam, GANTrainer
 def _setup(preset_name, batch=8):
     tf.keras.utils.set_random_seed(0)
     preset = PRESETS[preset_name]
-    generator, discriminator = rundir.build_models(preset)
+    generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset)
     real = tf.random.uniform([batch, 28, 28, 1], *preset.pixel_range, seed=1)
     z = tf.random.normal([batch, 100], seed=2)
@@ -146,3 +145,40 @@ def test_sampling_recomputes_statistics_on_a_copy_and_leaves_training_state_alon
                                   trainer.generator.get_layer("g_2").kernel.numpy())
     legacy, *_ = _setup("legacy")
     assert legacy.inference_generator() is legacy.sampler  # batch statistics at sampling: nothing to recompute
+
+
+def _dcgan_trainer(batch=8, **fields):
+    tf.keras.utils.set_random_seed(0)
+    preset = PRESETS["default"].replace(**fields)
+    generator, discriminator = build_models(preset)
+    real = tf.random.uniform([batch, 28, 28, 1], *preset.pixel_range, seed=1)
+    return GANTrainer(generator, discriminator, preset), real, tf.random.normal([batch, 100], seed=2)
+
+
+def _r1_by_hand(discriminator, real):
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        total = tf.reduce_sum(discriminator(real, training=True))
+    grads = tape.gradient(total, real).numpy().reshape(len(real), -1)
+    return float(np.mean(np.sum(grads ** 2, axis=1)))
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_r1_penalty_is_reported_and_taken_on_its_share_of_the_batch(fraction):
+    trainer, real, z = _dcgan_trainer(r1_weight=4.0, penalty_fraction=fraction)
+    share = real[:int(len(real) * fraction)]
+    expected = 4.0 / 2 * _r1_by_hand(trainer.discriminator, share)  # D before the step computes it
+    metrics = trainer.discriminator_step(real, z)
+    np.testing.assert_allclose(float(metrics["penalty"]), expected, rtol=1e-4)
+    assert "penalty" not in _dcgan_trainer()[0].discriminator_step(real, z)
+
+
+def test_two_time_scale_rates_and_linear_decay():
+    trainer, real, z = _dcgan_trainer(learning_rate=1e-4, d_learning_rate=4e-4, lr_decay_steps=10,
+                                      warmup_d_steps=0)
+    assert float(trainer.g_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert float(trainer.d_optimizer.learning_rate) == pytest.approx(4e-4)
+    for _ in range(4):
+        trainer.train_step(real, z)
+    assert float(trainer.g_optimizer.learning_rate) == pytest.approx(1e-4 * 6 / 10)
+    assert float(trainer.d_optimizer.learning_rate) == pytest.approx(4e-4 * 6 / 10)
