@@ -6,6 +6,7 @@ an interrupt (Ctrl-C) ends it with one line and exit status 130.
 """
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -24,11 +25,19 @@ def exit_on_user_error(prog, interrupted=None):
     try:
         yield
     except UserError as err:
+        _last_word()
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        _last_word()
         print(f"\n{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
         sys.exit(INTERRUPTED)
+
+
+def _last_word():
+    """The line about to be printed ends the command: TensorFlow's warnings as its objects are torn down
+    (say, of the values a refused checkpoint restore left) would only bury it."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def quiet_interrupts(prog):

@@ -56,21 +56,23 @@ def _integer(low, high=None):
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v and (high is None or v < high)
 
 
-# What each stored setting must be, checked on load like a flag: (required, check, what it must be).
+# What each stored setting must be, checked on load like a flag: (needed by, check, what it must be);
+# "all": every reader, "resume": a resumed run, None: nobody (checked when present).
 _CONFIG_FIELDS = {
-    "preset": (True, lambda v: isinstance(v, dict), "an object of preset fields"),
-    "seed": (True, _integer(0, 2**32), "a seed in 0..4294967295"),
-    "batch_size": (True, _integer(1), "a positive integer"),
-    "steps": (False, _integer(0), "0 or a positive integer"),
-    "data_dir": (False, lambda v: v is None or isinstance(v, str), "a directory path or null"),
-    "precision": (False, lambda v: v in PRECISIONS, " or ".join(PRECISIONS)),
-    "init_from": (False, lambda v: v is None or isinstance(v, str), "a checkpoint path or null"),
+    "preset": ("all", lambda v: isinstance(v, dict), "an object of preset fields"),
+    "seed": ("resume", _integer(0, 2**32), "a seed in 0..4294967295"),
+    "batch_size": ("resume", _integer(1), "a positive integer"),
+    "steps": (None, _integer(0), "0 or a positive integer"),
+    "data_dir": (None, lambda v: v is None or isinstance(v, str), "a directory path or null"),
+    "precision": (None, lambda v: v in PRECISIONS, " or ".join(PRECISIONS)),
+    "init_from": (None, lambda v: v is None or isinstance(v, str), "a checkpoint path or null"),
 }
 
 
-def read_config(run_dir):
+def read_config(run_dir, resume=False):
     """RUN/config.json with its preset as a :class:`Preset`; a file a run could not use (edited by hand,
-    damaged) is a UserError naming the field, before anything is built from it."""
+    damaged) is a UserError naming the field, before anything is built from it. ``resume``: also
+    require what a resumed run reads (seed, batch size)."""
     config_path = path(run_dir, CONFIG)
     if not os.path.isfile(config_path):
         raise UserError(f"{run_dir} is not a genmnist run directory (no {CONFIG}); "
@@ -85,9 +87,9 @@ def read_config(run_dir):
         raise UserError(f"{config_path} is not valid JSON ({str(err).splitlines()[0][:80]}); {fix}") from None
     if not isinstance(config, dict):
         raise UserError(f"{config_path} holds a JSON {type(config).__name__}, not an object of settings; {fix}")
-    for name, (required, check, what) in _CONFIG_FIELDS.items():
+    for name, (needed_by, check, what) in _CONFIG_FIELDS.items():
         if name not in config:
-            if required:
+            if needed_by == "all" or (resume and needed_by == "resume"):
                 raise UserError(f"{config_path} has no '{name}' ({what}); {fix}")
         elif not check(config[name]):
             raise UserError(f"{config_path}: '{name}' must be {what}, not {json.dumps(config[name])[:60]}; {fix}")

@@ -150,7 +150,7 @@ def parse_args(argv=None):
 def _run_config(args):
     """The settings that define a run; stored in RUN/config.json, reused by --resume."""
     if args.resume:
-        config = rundir.read_config(args.out)
+        config = rundir.read_config(args.out, resume=True)
         print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']}, "
               f"batch size {config['batch_size']} and precision {config['precision']}", file=sys.stderr)
         ignored = rundir.ignored_on_resume(config, args.given)
@@ -262,7 +262,7 @@ def main(argv=None):
         split_cpu(args.logical_cpus)
     with exit_on_user_error("genmnist.train"):
         if args.resume:
-            rundir.read_config(args.out)  # before the lock would create a mistyped --out
+            rundir.read_config(args.out, resume=True)  # before the lock would create a mistyped --out
         with rundir.locked(args.out) if _locks_run_dir(args) else contextlib.nullcontext():
             try:
                 return train(args)

@@ -25,6 +25,7 @@ from genmnist.presets import PRESETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPORARY = ("*.tmp*", "*_temp*")  # what genmnist.files and TF name their temporaries
+NUM = 9  # images sampled or evaluated: the fewest the tiny classifier below accepts
 
 
 # ------------------------------------------------------------------ a run with two checkpoints of known weights
@@ -59,11 +60,11 @@ def intact(tmp_path_factory, data_dir):
         g, d = build_models(preset)
         rundir.restore(rundir.path(run, "checkpoints", f"ckpt-{number}"), tf.train.Checkpoint(generator=g,
                                                                                               discriminator=d))
-        expected[number] = {"images": sample.generate(generator, preset, 4, 0),
+        expected[number] = {"images": sample.generate(generator, preset, NUM, 0),
                             "legacy": {n: v.numpy() for n, v in legacy_variables(g, d).items()}}
     untrained = build_models(PRESETS["legacy"])[0]
     assert not np.array_equal(expected[8]["images"], expected[4]["images"])
-    assert not np.array_equal(expected[8]["images"], sample.generate(untrained, PRESETS["legacy"], 4, 0))
+    assert not np.array_equal(expected[8]["images"], sample.generate(untrained, PRESETS["legacy"], NUM, 0))
     return run, expected
 
 
@@ -104,7 +105,7 @@ def edit_config(run, change):
 
 PATHS = 'model_checkpoint_path: "ckpt-8"\nall_model_checkpoint_paths: "ckpt-4"\nall_model_checkpoint_paths: "ckpt-8"\n'
 
-# name -> (damage, which checkpoint a command must use: 8, 4, or None for a refusal)
+# name -> (damage, which checkpoint a command must use: 8, 4, or None for a refusal; or {command: that, "other": that})
 DAMAGES = {
     "index missing": (lambda r: os.remove(os.path.join(r, "checkpoints", "checkpoint")), 8),
     "index empty": (lambda r: write_index(r, b""), 8),
@@ -120,7 +121,8 @@ DAMAGES = {
     "config.json binary": (lambda r: write_config(r, b"\xff\xfe"), None),
     "config.json a list": (lambda r: write_config(r, "[]"), None),
     "config.json without preset": (lambda r: edit_config(r, lambda c: c.pop("preset")), None),
-    "config.json without seed": (lambda r: edit_config(r, lambda c: c.pop("seed")), None),
+    "config.json without seed": (lambda r: edit_config(r, lambda c: c.pop("seed")),  # only a resume needs it
+                                 {"train --resume": None, "other": 8}),
     "config.json seed a string": (lambda r: edit_config(r, lambda c: c.update(seed="0")), None),
     "config.json precision unknown": (lambda r: edit_config(r, lambda c: c.update(precision="fp8")), None),
     "config.json pixel_range reversed": (lambda r: edit_config(r, lambda c: c["preset"].update(
@@ -173,24 +175,21 @@ def check_clean(status, err, allowed=(0, 2)):
 
 # ------------------------------------------------------------------ the commands
 
-def run_sample(run, out, data_dir, expected, uses):
+def run_sample(run, out, data_dir, expected, uses, classifier=None):
     path = os.path.join(out, "s.npz")
-    return (lambda: sample.main(["--run", run, "--num", "4", "--out", path]),
+    return (lambda: sample.main(["--run", run, "--num", str(NUM), "--out", path]),
             lambda: np.testing.assert_array_equal(np.load(path)["images"], expected[uses]["images"]))
 
 
-class FeatureClassifier:
-    """Stands in for the MNIST classifier: two features per image, uniform predictions."""
-
-    feature_dim, info = 2, {}
-
-    def __call__(self, images):
-        x = np.asarray(images, np.float64).reshape(len(images), -1)
-        return np.stack([x.mean(1), x.std(1)], 1), np.full((len(images), 10), 0.1)
+@pytest.fixture(scope="module")
+def classifier():
+    """A tiny untrained classifier (8 features: 9 images suffice): evaluate's plumbing, not its scores."""
+    from genmnist.classifier import Classifier, build_model
+    return Classifier(build_model(filters=(2, 4), features=8))
 
 
-def run_evaluate(run, out, data_dir, expected, uses, seen=None):
-    seen = [] if seen is None else seen
+def run_evaluate(run, out, data_dir, expected, uses, classifier):
+    seen = []
     real = E.evaluate_images
 
     def spy(images, *args, **kwargs):
@@ -200,12 +199,12 @@ def run_evaluate(run, out, data_dir, expected, uses, seen=None):
     def call():
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(E, "evaluate_images", spy)
-            return E.main([run, "--num", "4", "--k", "1", "--data-dir", data_dir, "--json"],
-                          classifier=FeatureClassifier())
+            return E.main([run, "--num", str(NUM), "--k", "1", "--data-dir", data_dir, "--json"],
+                          classifier=classifier)
     return call, lambda: np.testing.assert_array_equal(seen[0], expected[uses]["images"])
 
 
-def run_resume(run, out, data_dir, expected, uses):
+def run_resume(run, out, data_dir, expected, uses, classifier=None):
     from genmnist import train
     steps = uses or 8  # already there: a resume that restores and stops, without training
     return (lambda: train.main(["--out", run, "--resume", "--steps", str(steps), "--data-dir", data_dir,
@@ -213,7 +212,7 @@ def run_resume(run, out, data_dir, expected, uses):
             lambda: None)
 
 
-def run_convert(run, out, data_dir, expected, uses):
+def run_convert(run, out, data_dir, expected, uses, classifier=None):
     target = os.path.join(out, "legacy")
 
     def check():
@@ -235,15 +234,17 @@ CASES = [pytest.param(command, damage, marks=() if command == "sample" or damage
 
 
 @pytest.mark.parametrize("command, damage", CASES)
-def test_a_damaged_run_directory_is_used_whole_or_refused(intact, data_dir, tmp_path, capsys, command, damage):
+def test_a_damaged_run_directory_is_used_whole_or_refused(intact, data_dir, classifier, tmp_path, capsys, command,
+                                                          damage):
     source, expected = intact
     run, out = str(tmp_path / "run"), str(tmp_path / "out")
     copy_run(source, run)
     os.makedirs(out)
     make_damage, uses = DAMAGES[damage]
+    uses = uses.get(command, uses["other"]) if isinstance(uses, dict) else uses
     make_damage(run)
     before = snapshot(run)
-    call, check_output = COMMANDS[command](run, out, data_dir, expected, uses)
+    call, check_output = COMMANDS[command](run, out, data_dir, expected, uses, classifier)
     status, err = outcome(capsys, call)
     check_clean(status, err)
     assert status == (2 if uses is None else 0), err
@@ -283,6 +284,23 @@ def test_resume_with_fewer_steps_than_the_run_has_refuses_and_keeps_config(intac
     assert status == 2 and "is at step 8, past --steps 3" in err, err
     with open(os.path.join(run, "config.json"), "rb") as f:
         assert f.read() == config
+
+
+TF_IMPORT_LINES = ("absl::InitializeLog", "I0000", "oneDNN", "cuda drivers", "rebuild TensorFlow", "AVX")
+
+
+@pytest.mark.slow
+def test_a_refused_restore_is_the_last_line_of_the_process(intact, tmp_path):
+    """In a real process: TensorFlow's warnings about a cut-short restore come as its objects are torn down,
+    after the error line, unless the CLI silences them."""
+    source, _ = intact
+    run = str(tmp_path / "run")
+    copy_run(source, run)
+    edit_config(run, lambda c: c["preset"].update(model="wgan"))
+    result = subprocess.run([sys.executable, "-m", "genmnist.sample", "--run", run, "--out",
+                             str(tmp_path / "s.npz")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if not any(t in line for t in TF_IMPORT_LINES)]
+    assert result.returncode == 2 and len(lines) == 1 and "does not hold the weights" in lines[0], result.stderr
 
 
 # ------------------------------------------------------------------ outputs: a full disk, an interrupt, a wrong --out
@@ -444,13 +462,13 @@ def test_a_csv_with_bytes_that_are_not_utf8_is_one_line(tmp_path):
         data.load_mnist(str(tmp_path))
 
 
-def test_an_npz_damaged_inside_its_zip_is_one_line(tmp_path, capsys):
+def test_an_npz_damaged_inside_its_zip_is_one_line(tmp_path, capsys, classifier):
     path = tmp_path / "s.npz"
     np.savez_compressed(path, images=np.random.default_rng(0).integers(0, 255, (200, 28, 28), np.uint8))
     damaged = bytearray(path.read_bytes())
     damaged[len(damaged) // 2:len(damaged) // 2 + 64] = bytes(64)  # still a zip: its member fails its CRC
     path.write_bytes(bytes(damaged))
-    status, err = outcome(capsys, lambda: E.main([str(path), "--k", "1"], classifier=FeatureClassifier()))
+    status, err = outcome(capsys, lambda: E.main([str(path), "--k", "1"], classifier=classifier))
     check_clean(status, err)
     assert status == 2 and "cannot read" in err and "damaged" in err
 
