@@ -1,3 +1,5 @@
 """Benchmarks, run as modules from the repository root: ``python -m bench.speed`` etc."""
 
-import genmnist  # noqa: F401  (sets TensorFlow's log level before a benchmark imports TensorFlow)
+import genmnist
+
+genmnist.import_tensorflow()  # every benchmark needs it: loaded once, without its start-up lines

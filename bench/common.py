@@ -13,20 +13,32 @@ import time
 
 from genmnist import evaluate, rundir, sample
 from genmnist.classifier import load_classifier
-from genmnist.data import load_mnist
+from genmnist.data import load_mnist, real_mnist_dir
 from genmnist.models import BatchNorm, SamplingStatistics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.path.join(ROOT, "..", "shared", "data", "mnist")
+DATA_DIR = real_mnist_dir()
 RESULTS = os.path.join(ROOT, "bench", "results")
 # Cores this process may use (a job pinned with taskset gets fewer than the machine has).
 MACHINE = (f"{platform.node()} {platform.machine()}, "
            f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores, no GPU")
 
 
+def shown_path(path):
+    """``path`` as a results file records it: relative to the repository where it lies beside it (the data
+    in ../shared), so a report names no directory of the machine it ran on; other paths as they are."""
+    if not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path, ROOT)
+    return relative if not relative.startswith(os.path.join(os.pardir, os.pardir)) else path
+
+
 def command_line(module):
-    """How this benchmark was started, as a user would type it (``python -m bench.NAME ARGS``)."""
-    return " ".join(["python", "-m", module, *sys.argv[1:]])
+    """How this benchmark was started, as a user would type it (``python -m bench.NAME ARGS``), its
+    paths as :func:`shown_path` writes them."""
+    args = [f"{arg.split('=', 1)[0]}={shown_path(arg.split('=', 1)[1])}" if arg.startswith("--") and "=" in arg
+            else shown_path(arg) for arg in sys.argv[1:]]
+    return " ".join(["python", "-m", module, *args])
 
 
 def write_report(results_dir, stem, info, markdown):

@@ -27,7 +27,7 @@ from bench import common
 from bench.common import MACHINE, command_line, evaluate_run, notes, scoring_reference
 from genmnist import images, rundir
 from genmnist.evaluate import METRICS
-from genmnist.losses import USER_LOSSES
+from genmnist.presets import USER_LOSSES
 
 COLLAPSED_CLASSES = 3
 

@@ -99,7 +99,7 @@ def statistics_share(name, data_dir, repeats=5):
         return float(np.median(out))
     step_s = seconds(lambda: float(trainer.train_step(real, z)["g_loss"]))
     recompute_s = seconds(lambda: trainer.inference_generator().get_layer("bn4").moving_mean.numpy())
-    grids = sum(1 for i in range(RUN_STEPS) if is_milestone(i) or i == RUN_STEPS - 1)
+    grids = sum(1 for done in range(RUN_STEPS + 1) if is_milestone(done) or done == RUN_STEPS)
     tf.keras.backend.clear_session()
     return {"recompute_s": recompute_s, "step_s": step_s, "grids": grids,
             "share": grids * recompute_s / (RUN_STEPS * step_s + grids * recompute_s)}

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.common import DATA_DIR, RESULTS, command_line, write_report
+from bench.common import DATA_DIR, RESULTS, command_line, shown_path, write_report
 from genmnist import loop, precision
 from genmnist.data import batches, load_mnist
 from genmnist.defaults import CHECKPOINT_EVERY, LOG_EVERY
@@ -237,11 +237,11 @@ def loop_overhead(trainer, data, loop_steps, out_dir):
         fn(*args)
         return time.perf_counter() - start
 
-    def sample(iteration):
-        hooks.samples(iteration, trainer.inference_generator())
+    def sample(done):
+        hooks.samples(done, trainer.inference_generator())
 
     log(metrics, loop_steps), hooks.checkpoint.save()  # first calls create the event file and trace all_finite
-    milestones = [i for i in range(RUN_STEPS) if loop.Schedule(RUN_STEPS).grid_due(i)]
+    milestones = [d for d in range(RUN_STEPS + 1) if loop.Schedule(RUN_STEPS).grid_due(d)]
     sample_s = [timed(sample, i) for i in milestones]  # the GIF grows, so time the real sequence
     log_s = float(np.median([timed(log, metrics, loop_steps) for _ in range(20)]))
     ckpt_s = float(np.median([timed(hooks.checkpoint.save) for _ in range(3)]))
@@ -283,7 +283,7 @@ def main(argv=None):
             "batch": BATCH, "steps_per_round": args.steps, "repeats": args.repeats}
 
     try:
-        data, info["data"] = load_mnist(args.data_dir).images, f"MNIST train from {args.data_dir}"
+        data, info["data"] = load_mnist(args.data_dir).images, f"MNIST train from {shown_path(args.data_dir)}"
     except Exception as err:  # no data here: the timings do not depend on pixel values
         data = np.random.default_rng(0).integers(0, 256, (60000, 28, 28), dtype=np.uint8)
         info["data"] = f"synthetic uint8 ({type(err).__name__}: {err})"

@@ -16,6 +16,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see --help\n")
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where it says something: not for a default of None (the help says
+    what stands in), not for an on/off switch, not where the help already names its default."""
+
+    def _get_help_string(self, action):
+        said = any(words in (action.help or "") for words in ("default:", "the default"))
+        if action.default is None or isinstance(action.default, bool) or said:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _checked(kind, accept, what):
     def parse(text):
         try:

@@ -15,13 +15,13 @@ import re
 import sys
 
 import numpy as np
-import tensorflow as tf
 
-from genmnist import TF_LOG_HINT, argtypes, rundir
-from genmnist.errors import UserError, exit_on_user_error, sigterm_as_interrupt
+from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
+from genmnist.errors import UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
 from genmnist.files import cannot_write
-from genmnist.models import build_models, legacy_variables
 from genmnist.presets import PRESETS
+
+# TensorFlow and the modules built on it are imported where used: --help answers at once.
 
 _OPTIMIZER_STATE = re.compile(r"/Adam(_\d+)?$|^beta[12]_power(_\d+)?$")
 LEGACY_PREFIX = "model"
@@ -38,6 +38,10 @@ def _names(names, limit=8):
 
 def read_legacy(path):
     """{legacy name: array} of a TF1 checkpoint (directory or prefix), optimizer slots dropped."""
+    import tensorflow as tf
+
+    from genmnist import rundir
+
     if os.path.isfile(rundir.path(path, rundir.CONFIG)):
         raise UserError(f"{path} is a genmnist run directory, not a legacy checkpoint; {_GENMNIST_FIX}")
     try:
@@ -73,6 +77,11 @@ def assign_legacy(values, table, source):
 
 def legacy_to_run(legacy_ckpt, run_dir):
     """Write a legacy-preset run directory whose checkpoint holds the legacy weights."""
+    import tensorflow as tf
+
+    from genmnist import rundir
+    from genmnist.models import build_models, legacy_variables
+
     if os.path.isdir(rundir.path(run_dir, rundir.CHECKPOINTS)):
         raise UserError(f"{run_dir} already holds a run; choose a new RUN_DIR")
     values, prefix = read_legacy(legacy_ckpt)
@@ -89,6 +98,11 @@ def legacy_to_run(legacy_ckpt, run_dir):
 
 def run_to_legacy(run_dir, legacy_dir):
     """Write RUN_DIR's latest G and D as a name-based TF1 checkpoint ``legacy_dir/model``."""
+    import tensorflow as tf
+
+    from genmnist import rundir
+    from genmnist.models import build_models, legacy_variables
+
     if os.path.exists(legacy_dir) and not os.path.isdir(legacy_dir):
         raise UserError(f"{legacy_dir} is an existing file; name a directory to write {LEGACY_PREFIX}.* into")
     config = rundir.read_config(run_dir)
@@ -103,6 +117,8 @@ def run_to_legacy(run_dir, legacy_dir):
 
 def write_legacy(values, legacy_dir):
     """Save ``{legacy name: array}`` with a compat.v1 Saver keyed by those names."""
+    import tensorflow as tf
+
     try:
         os.makedirs(legacy_dir, exist_ok=True)
         graph = tf.Graph()
@@ -131,6 +147,11 @@ def main(argv=None):
     p.add_argument("--to-legacy", action="store_true",
                    help="convert the other way: RUN_DIR's latest weights -> LEGACY_CKPT/model")
     args = p.parse_args(argv)
+    if __name__ == "__main__":
+        quiet_interrupts("genmnist.convert")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
+    import_tensorflow()
+    from genmnist import rundir
+
     sigterm_as_interrupt()
     with exit_on_user_error("genmnist.convert"):
         if args.to_legacy:

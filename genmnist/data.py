@@ -211,8 +211,15 @@ def batches(images, batch_size, pixel_range, seed, first_batch=0):
 
 # ------------------------------------------------------------------ writing IDX files and finding MNIST
 
-REAL_MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "shared", "data", "mnist")  # ../shared/data/mnist next to the repository
+MNIST_ENV = "GENMNIST_DATA"  # DIR holding the MNIST IDX files, or "synthetic" (the notebooks' stand-in)
+SHARED_MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            "shared", "data", "mnist")  # ../shared/data/mnist next to the repository
+
+
+def real_mnist_dir():
+    """Where the tests, benchmarks and notebooks look for real MNIST: $GENMNIST_DATA, else ../shared/data/mnist."""
+    choice = os.environ.get(MNIST_ENV, "")
+    return choice if choice and choice != "synthetic" else SHARED_MNIST
 
 
 def idx_bytes(array):
@@ -247,12 +254,12 @@ def find_mnist(work_dir):
     then a local tensorflow-datasets copy (written out as IDX files under ``work_dir``), then
     a loudly labelled synthetic stand-in under ``work_dir``, so the notebooks run anywhere.
     """
-    choice = os.environ.get("GENMNIST_DATA", "")
+    choice = os.environ.get(MNIST_ENV, "")
     if choice and choice != "synthetic":
-        return choice, f"MNIST from $GENMNIST_DATA ({choice})"
+        return choice, f"MNIST from ${MNIST_ENV} ({choice})"
     if not choice:
-        if _has_idx(REAL_MNIST):
-            return REAL_MNIST, f"real MNIST from {REAL_MNIST}"
+        if _has_idx(SHARED_MNIST):
+            return SHARED_MNIST, f"real MNIST from {SHARED_MNIST}"
         if os.path.isdir(os.path.join(tfds_home(), "mnist")):
             directory = os.path.join(work_dir, "mnist-from-tfds")  # one directory of IDX files serves every tool
             for split in ("train", "test"):

@@ -42,8 +42,10 @@ def _last_word():
 
 def quiet_interrupts(prog):
     """Until a CLI's own handling takes over: Ctrl-C or SIGTERM (say, while TensorFlow imports) ends in one line."""
+    terminal = os.dup(2)  # genmnist.import_tensorflow points fd 2 at a file while TensorFlow loads
+
     def stop(signum, frame):
-        print(f"\n{prog}: interrupted while starting; nothing was written", file=sys.stderr, flush=True)
+        os.write(terminal, f"\n{prog}: interrupted while starting; nothing was written\n".encode())
         # Nothing to clean up yet, and a SystemExit raised inside TensorFlow's import can leave the
         # interpreter waiting on threads the import started: leave at once.
         os._exit(INTERRUPTED)

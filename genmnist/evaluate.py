@@ -32,7 +32,7 @@ import zlib
 
 import numpy as np
 
-from genmnist import TF_LOG_HINT, argtypes
+from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
 from genmnist.errors import UserError, exit_on_user_error
 
 DEFAULT_NUM = 10000
@@ -280,6 +280,7 @@ def _table(samples, reference, k):
 def main(argv=None, classifier=None):
     """``classifier`` may be injected (tests); otherwise the pinned one (or ``--classifier``) is loaded."""
     args = parse_args(argv)
+    import_tensorflow()
     from genmnist.classifier import FEATURE_DIM, load_classifier
     from genmnist.data import load_mnist
 

@@ -36,11 +36,14 @@ from genmnist.training import GANTrainer
 NUM_SAMPLES = 64  # the fixed-noise grid is 8x8
 
 
-def is_milestone(iteration):
-    """The legacy DISPLAY_STEP cadence: 0, 10, ..., 90, 100, 200, ..., 900, 1000, 2000, ..."""
-    if iteration < 10:
-        return iteration == 0
-    return iteration % 10 ** int(math.log10(iteration)) == 0
+def is_milestone(done):
+    """The legacy DISPLAY_STEP cadence: 0, 10, ..., 90, 100, 200, ..., 900, 1000, 2000, ...
+
+    Counted here in iterations done (0: before the first), the count checkpoints and logs carry;
+    the legacy script counted from 0 and so drew each of its grids one iteration later."""
+    if done < 10:
+        return done == 0
+    return done % 10 ** int(math.log10(done)) == 0
 
 
 def noise(batch_size, seed, batch_index, n_critic=None):
@@ -151,19 +154,20 @@ def warm_up(trainer, stream, start):
 
 
 class SampleWriter:
-    """The fixed-noise grid: RUN/samples/step_N.png, the progress GIF and a TensorBoard image."""
+    """The fixed-noise grid after N iterations: RUN/samples/step_N.png, a progress GIF frame and a
+    TensorBoard image at step N, the step number of the checkpoint and the scalars of that moment."""
 
     def __init__(self, run_dir, preset, seed, writer):
         self.run_dir, self.pixel_range, self.writer = run_dir, preset.pixel_range, writer
         self.samples_dir = rundir.path(run_dir, rundir.SAMPLES)
         self.fixed_z = noise(NUM_SAMPLES, seed, -1)
 
-    def __call__(self, iteration, sampler):
+    def __call__(self, done, sampler):
         picture = images.grid(images.to_uint8(sampler(self.fixed_z, training=False), self.pixel_range))
-        images.write_png(os.path.join(self.samples_dir, f"step_{iteration:06d}.png"), picture)
+        images.write_png(os.path.join(self.samples_dir, f"step_{done:06d}.png"), picture)
         images.write_gif(images.milestone_pngs(self.samples_dir), rundir.path(self.run_dir, rundir.PROGRESS_GIF))
         with self.writer.as_default():
-            tf.summary.image("samples", picture[None, :, :, None], step=iteration)
+            tf.summary.image("samples", picture[None, :, :, None], step=done)
 
 
 class CheckpointHook:
@@ -319,10 +323,9 @@ class Schedule:
     def log_due(self, done):
         return done % self.log_every == 0 or done == self.total
 
-    def grid_due(self, iteration):
-        """The legacy milestones, the last iteration, and every ``sample_every``."""
-        done = iteration + 1
-        return bool(is_milestone(iteration) or done == self.total
+    def grid_due(self, done):
+        """The legacy milestones (0: before the first iteration), the last iteration, and every ``sample_every``."""
+        return bool(is_milestone(done) or done == self.total
                     or (self.sample_every and done % self.sample_every == 0))
 
     def eval_due(self, done):
@@ -337,6 +340,8 @@ def train_loop(run, stream, schedule, hooks, progress=None):
     and lets KeyboardInterrupt through, the progress line closed either way."""
     progress = progress or Progress(schedule.total, run.start)
     log = MetricsLogger(progress, hooks.writer)
+    if run.start == 0:
+        _sample_and_evaluate(run, schedule, hooks, 0, evaluate=False)  # G as initialised (and D warmed up)
     try:
         for iteration in range(run.start, schedule.total):
             metrics = run.trainer.train_step(*next(stream))
@@ -344,20 +349,20 @@ def train_loop(run, stream, schedule, hooks, progress=None):
             done = iteration + 1
             if schedule.log_due(done):
                 log(metrics, done)
-            _sample_and_evaluate(run, schedule, hooks, iteration)
+            _sample_and_evaluate(run, schedule, hooks, done)
             if schedule.checkpoint_due(done):
                 hooks.checkpoint("periodic")
     finally:
         progress.close()
 
 
-def _sample_and_evaluate(run, schedule, hooks, iteration):
-    """The grid and the evaluation due after ``iteration``, from one inference copy of the sampler."""
-    grid_due = hooks.samples is not None and schedule.grid_due(iteration)
-    eval_due = hooks.evaluator is not None and schedule.eval_due(iteration + 1)
+def _sample_and_evaluate(run, schedule, hooks, done, evaluate=True):
+    """The grid and the evaluation due after ``done`` iterations, from one inference copy of the sampler."""
+    grid_due = hooks.samples is not None and schedule.grid_due(done)
+    eval_due = evaluate and hooks.evaluator is not None and schedule.eval_due(done)
     if grid_due or eval_due:
         sampler = run.trainer.inference_generator()
         if grid_due:
-            hooks.samples(iteration, sampler)
+            hooks.samples(done, sampler)
         if eval_due:
-            hooks.evaluator(sampler, run.preset, iteration + 1, hooks.writer)
+            hooks.evaluator(sampler, run.preset, done, hooks.writer)

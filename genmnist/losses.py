@@ -4,8 +4,9 @@ Every loss takes the discriminator's raw outputs on a real and a fake batch
 and returns ``(d_loss, g_loss)``.  For the sigmoid losses the raw output is a
 logit and ``D(x) = sigmoid(logit)``; the critic losses (``lsgan``, ``wgan``,
 ``wgan-gp``, ``hinge``) use the raw score and never pass it through a
-sigmoid.  :class:`Loss` records which is which, plus the schedule each loss
-expects (critic steps per G step, weight clipping, gradient penalty).
+sigmoid.  :class:`Loss` records which is which; the schedule each loss brings
+(critic steps per G step, weight clipping, gradient penalty) is
+``genmnist.presets.LOSS_SCHEDULES``, which needs no TensorFlow.
 """
 
 import dataclasses
@@ -131,9 +132,6 @@ def norm_penalty(grads, norm_axes, epsilon=0.0):
 class Loss:
     fn: callable
     sigmoid: bool                # D's raw output is a logit (report sigmoid(D) as D(x))
-    n_critic: int = 1            # critic steps per generator step
-    clip: float = 0.0            # clip D's weights to [-clip, clip] after each D step (0: off)
-    gp_weight: float = 0.0       # gradient penalty weight (0: off)
 
     def __call__(self, real, fake, **options):
         return self.fn(real, fake, **options)
@@ -144,13 +142,11 @@ LOSSES = {
     "minimax": Loss(minimax, sigmoid=True),
     "nonsaturating": Loss(nonsaturating, sigmoid=True),
     "lsgan": Loss(lsgan, sigmoid=False),
-    "wgan": Loss(wasserstein, sigmoid=False, n_critic=5, clip=0.01),
-    "wgan-gp": Loss(wasserstein, sigmoid=False, n_critic=5, gp_weight=10.0),
+    "wgan": Loss(wasserstein, sigmoid=False),
+    "wgan-gp": Loss(wasserstein, sigmoid=False),
     "hinge": Loss(hinge, sigmoid=False),
-    "legacy-wgan-gp": Loss(legacy_wasserstein, sigmoid=False, n_critic=5, gp_weight=10.0),
+    "legacy-wgan-gp": Loss(legacy_wasserstein, sigmoid=False),
 }
-
-USER_LOSSES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge")
 
 
 def get(name):

@@ -14,10 +14,10 @@ float32 legacy graph.
 import contextlib
 import os
 
-import keras
-import tensorflow as tf
-
 from genmnist.errors import UserError
+
+# The names are read by the command lines' --help, so this module imports TensorFlow and Keras
+# only inside the functions that use them.
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 AUTO = "auto"
@@ -55,6 +55,7 @@ def bfloat16_is_native():
     """True when this machine computes bfloat16 in hardware: a GPU of compute capability >= 8.0, or a CPU
     with AMX or AVX512-BF16 and TensorFlow's oneDNN kernels on.  Elsewhere bfloat16 is emulated and slower
     than float32."""
+    import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
@@ -89,6 +90,7 @@ def policy(name):
     A layer keeps the policy it was created with (and clones keep it), so only
     model construction needs to run inside.
     """
+    import keras
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(name)
     try:
@@ -105,6 +107,8 @@ def of(model):
 def float32_clone(model):
     """A float32 copy of ``model``'s architecture (new, unset weights): what sampling runs in, whatever
     precision trained the model, so grids, evaluations and exports match ``genmnist.sample``'s float32."""
+    import keras
+
     def clone(layer):
         return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
     with policy("float32"):
@@ -113,6 +117,7 @@ def float32_clone(model):
 
 def with_loss_scaling(optimizer, precision):
     """``optimizer`` wrapped in Keras' dynamic loss scaling where ``precision`` computes in float16."""
+    import keras
     if precision == "mixed_float16":
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -8,7 +8,17 @@ explains each field and the measurement behind each default.
 import dataclasses
 import numbers
 
-from genmnist import losses
+# Light on purpose (no TensorFlow): the command lines build their --help from this module.
+
+# Each loss of genmnist.losses (the same keys) with the schedule it brings: critic steps per
+# G step, WGAN weight clipping, gradient penalty weight.
+LOSS_SCHEDULES = {
+    "legacy": {}, "minimax": {}, "nonsaturating": {}, "lsgan": {}, "hinge": {},
+    "wgan": {"n_critic": 5, "clip": 0.01},
+    "wgan-gp": {"n_critic": 5, "gp_weight": 10.0},
+    "legacy-wgan-gp": {"n_critic": 5, "gp_weight": 10.0},
+}
+USER_LOSSES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge")  # what --loss offers
 
 CONTRIB_BN_DECAY = 0.999  # tf.contrib.layers.batch_norm's moving-average decay, which the legacy code kept
 
@@ -34,7 +44,7 @@ class Preset:
     name: str
     model: str                # "dcgan" (legacy GANModel) or "wgan" (legacy WGANModel)
     pixel_range: tuple        # what real images are scaled to before D sees them
-    loss: str                 # a key of genmnist.losses.LOSSES
+    loss: str                 # a key of LOSS_SCHEDULES and genmnist.losses.LOSSES
     learning_rate: float
     beta1: float
     beta2: float = 0.999
@@ -64,7 +74,7 @@ class Preset:
         checks = {
             "model": self.model in MODEL_NAMES,
             "pixel_range": self.pixel_range[0] < self.pixel_range[1],
-            "loss": self.loss in losses.LOSSES,
+            "loss": self.loss in LOSS_SCHEDULES,
             "learning_rate": self.learning_rate > 0, "adam_epsilon": self.adam_epsilon > 0,
             "beta1": 0 <= self.beta1 < 1, "beta2": 0 <= self.beta2 < 1,
             "sampling_stats": self.sampling_stats in SAMPLING_STATS,
@@ -88,9 +98,11 @@ class Preset:
 
     def with_loss(self, name):
         """Switch the loss and take that loss's usual schedule (critic steps, clipping, penalty)."""
-        spec = losses.get(name)
-        return dataclasses.replace(self, loss=name, n_critic=spec.n_critic, clip=spec.clip,
-                                   gp_weight=spec.gp_weight)
+        if name not in LOSS_SCHEDULES:
+            raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSS_SCHEDULES)}")
+        unset = {key: Preset.__dataclass_fields__[key].default for key in ("n_critic", "clip", "gp_weight")}
+        schedule = {**unset, **LOSS_SCHEDULES[name]}
+        return dataclasses.replace(self, loss=name, **schedule)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

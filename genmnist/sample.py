@@ -4,17 +4,15 @@
 ``*.png`` -> one grid picture; anything else -> a directory of one PNG per image.
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
-from genmnist import TF_LOG_HINT, argtypes, files, images, rundir
-from genmnist.errors import UserError, exit_on_user_error, sigterm_as_interrupt
-from genmnist.models import Z_DIM
+from genmnist import TF_LOG_HINT, argtypes, files, import_tensorflow
+from genmnist.errors import UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
 
+# TensorFlow and the modules built on it are imported where used: --help answers at once.
 CHUNK = 1000  # images per generator call; bounds the generator's memory for large --num
 MAX_NUM = 200_000  # z and the images are held at once: about 1.2 kB per image, 240 MB at this bound
 
@@ -32,6 +30,11 @@ def generate(generator, preset, num, seed):
     The legacy preset samples with batch statistics, so its images depend on the
     sampling batch; chunks of CHUNK keep that batch large and the result deterministic.
     """
+    import tensorflow as tf
+
+    from genmnist import images
+    from genmnist.models import Z_DIM
+
     check_num(num)
     z = tf.random.stateless_normal([num, Z_DIM], seed=[seed, 0])
     parts = [images.to_uint8(generator(z[i:i + CHUNK], training=False), preset.pixel_range)
@@ -52,6 +55,8 @@ def check_out(out):
 def write(pixels, out):
     """Every format whole or not at all: the file under a temporary name, the PNG folder in a temporary
     folder, then renamed (:mod:`genmnist.files`)."""
+    from genmnist import images
+
     if out.endswith(".npz"):
         with files.replacing(out) as tmp:
             np.savez_compressed(tmp, images=pixels)
@@ -67,13 +72,18 @@ def write(pixels, out):
 def main(argv=None):
     p = argtypes.Parser(
         prog="python -m genmnist.sample", description=__doc__.splitlines()[0], epilog=TF_LOG_HINT,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argtypes.DefaultsFormatter)
     p.add_argument("--run", required=True, help="run directory written by genmnist.train (its --out)")
     p.add_argument("--num", type=argtypes.positive_int, default=64, help="how many images")
     p.add_argument("--out", required=True,
                    help="PATH.npz (uint8 array 'images' [N, 28, 28]), PATH.png (one grid) or a directory")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seeds the noise z")
     args = p.parse_args(argv)
+    if __name__ == "__main__":
+        quiet_interrupts("genmnist.sample")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
+    import_tensorflow()
+    from genmnist import rundir
+
     sigterm_as_interrupt()
     with exit_on_user_error("genmnist.sample", "no output was left half-written"):
         if not os.path.isdir(args.run):

@@ -7,29 +7,19 @@ an uninterrupted one would, and the checkpoint needs only models, optimizers
 and the step counter.
 """
 
-import argparse
 import contextlib
 import datetime
 import os
 import platform
 import sys
 
+from genmnist import TF_LOG_HINT, argtypes, import_tensorflow, precision
 from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
 from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
+from genmnist.presets import LOSS_SCHEDULES, MODELS, PRESETS, USER_LOSSES, get_preset
 
-if __name__ == "__main__":
-    quiet_interrupts("genmnist.train")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
-
-import keras
-import tensorflow as tf
-
-from genmnist import TF_LOG_HINT, argtypes, loop, precision, rundir
-from genmnist.data import load_mnist
-from genmnist.distribute import WORKER_LOST, chief_of, make_strategy, split_cpu
-from genmnist.export import export_generator
-from genmnist.losses import USER_LOSSES
-from genmnist.losses import get as get_loss
-from genmnist.presets import MODELS, PRESETS, get_preset
+# TensorFlow and the modules built on it are imported by the functions that use them, after
+# the flags are parsed: --help and a mistyped flag answer at once.
 
 
 def _by_preset(field):
@@ -43,13 +33,13 @@ def _by_preset(field):
 
 
 def parse_args(argv=None):
-    wgan, wgan_gp = get_loss("wgan"), get_loss("wgan-gp")
+    wgan, wgan_gp = LOSS_SCHEDULES["wgan"], LOSS_SCHEDULES["wgan-gp"]
     p = argtypes.Parser(
         prog="python -m genmnist.train",
         description="Train the legacy DCGAN-style MNIST GAN on TensorFlow 2. Writes checkpoints, "
                     "sample grids at the legacy milestones (0, 10, .., 100, 200, .., 1000, 2000, ..), "
                     "a progress GIF, TensorBoard logs and an exported generator into --out.",
-        epilog=TF_LOG_HINT, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=TF_LOG_HINT, formatter_class=argtypes.DefaultsFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="'legacy' reproduces the legacy code, bugs included (pixels in [0, 1], raw-log "
                         "losses, untrained batch-norm offsets, batch statistics at sampling); 'default' "
@@ -59,14 +49,14 @@ def parse_args(argv=None):
                         "legacy WGANModel (sigmoid generator, strided leaky-ReLU critic), trained as WGAN-GP")
     p.add_argument("--loss", choices=USER_LOSSES, default=None,
                    help=f"GAN loss (default: the preset's; {_by_preset('loss')}). wgan/wgan-gp bring "
-                        f"{wgan.n_critic} critic steps per G step, wgan brings --clip {wgan.clip:g}, wgan-gp a "
-                        f"penalty of {wgan_gp.gp_weight:g}; the critic losses use D's raw score, never a sigmoid")
+                        f"{wgan['n_critic']} critic steps per G step, wgan brings --clip {wgan['clip']:g}, wgan-gp a "
+                        f"penalty of {wgan_gp['gp_weight']:g}; the critic losses use D's raw score, never a sigmoid")
     p.add_argument("--n-critic", type=argtypes.positive_int, default=None,
                    help="D steps per G step (default: the loss's)")
     p.add_argument("--clip", type=argtypes.non_negative_float, default=None,
-                   help=f"WGAN weight clipping bound (default: {wgan.clip:g} with --loss wgan, else off)")
+                   help=f"WGAN weight clipping bound (default: {wgan['clip']:g} with --loss wgan, else off)")
     p.add_argument("--gp-weight", type=argtypes.non_negative_float, default=None,
-                   help=f"WGAN-GP gradient penalty weight (default: {wgan_gp.gp_weight:g} with --loss wgan-gp, "
+                   help=f"WGAN-GP gradient penalty weight (default: {wgan_gp['gp_weight']:g} with --loss wgan-gp, "
                         "else off)")
     p.add_argument("--r1", type=argtypes.non_negative_float, default=None, metavar="GAMMA",
                    help="R1 penalty on real images: D's loss += GAMMA / 2 mean ||grad_x D(x)||^2 (default: the "
@@ -75,8 +65,9 @@ def parse_args(argv=None):
                    help="compute the gradient penalty and R1 on this share of each batch (default: the preset's, 1)")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
-    p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None,
-                   help=f"what real pixels are scaled to (default: the preset's; {_by_preset('pixel_range')})")
+    p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None, metavar="LOW,HIGH",
+                   help="what real pixels are scaled to: 0,1 or -1,1 (default: the preset's; "
+                        f"{_by_preset('pixel_range')})")
     p.add_argument("--label-smoothing", type=argtypes.fraction, default=None,
                    help="one-sided label smoothing: D's target for real images is 1 - this "
                         "(minimax/nonsaturating losses; default: the preset's)")
@@ -101,8 +92,8 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None,
                    help="directory with train-images-idx3-ubyte[.gz] (+ labels) or the legacy mnist_train.csv; "
                         "default: download MNIST with tensorflow-datasets")
-    p.add_argument("--out", default=None,
-                   help="run directory (default: runs/YYYYmmdd-HHMMSS)")
+    p.add_argument("--out", default=None, metavar="RUN_DIR",
+                   help="run directory; default: runs/YYYYmmdd-HHMMSS, the start time")
     p.add_argument("--init-from", default=None, metavar="LEGACY_CKPT",
                    help="start a new dcgan run from the weights of a legacy name-based checkpoint (a "
                         "legacy_v1.train output or genmnist.convert --to-legacy) instead of the seeded "
@@ -149,6 +140,10 @@ def parse_args(argv=None):
 
 def _run_config(args):
     """The settings that define a run; stored in RUN/config.json, reused by --resume."""
+    import keras
+    import tensorflow as tf
+
+    from genmnist import rundir
     if args.resume:
         config = rundir.read_config(args.out, resume=True)
         print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']}, "
@@ -184,6 +179,10 @@ def _run_config(args):
 
 
 def train(args):
+    from genmnist import loop, rundir
+    from genmnist.data import load_mnist
+    from genmnist.distribute import WORKER_LOST, make_strategy
+
     config = _run_config(args)
     preset, seed, total = config["preset"], config["seed"], config["steps"]
     loop.seed_everything(preset, seed)
@@ -233,12 +232,17 @@ def train(args):
 
 
 def _export(run, run_dir):
+    from genmnist import rundir
+    from genmnist.export import export_generator
+
     export_dir = export_generator(run.trainer.inference_generator(), run.preset, rundir.path(run_dir, rundir.EXPORT))
     print(f"exported generator to {export_dir}", file=sys.stderr)
 
 
 def _interrupted(run_dir, steps):
     """An interrupt outside the training loop (which saves its own): say what is saved and how to go on."""
+    from genmnist import rundir
+
     if rundir.latest_checkpoint(run_dir):
         print(f"\ngenmnist.train: interrupted; continue with: python -m genmnist.train --out {run_dir} --resume "
               f"--steps {steps}", file=sys.stderr)
@@ -250,6 +254,9 @@ def _interrupted(run_dir, steps):
 
 def _locks_run_dir(args):
     """Every process but the non-chief workers of a multi-worker job writes --out, so holds its lock."""
+    import tensorflow as tf
+
+    from genmnist.distribute import chief_of
     return args.strategy != "multiworker" or chief_of(tf.distribute.cluster_resolver.TFConfigClusterResolver())
 
 
@@ -257,6 +264,12 @@ def main(argv=None):
     args = parse_args(argv)
     if args.out is None:
         args.out = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if __name__ == "__main__":
+        quiet_interrupts("genmnist.train")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
+    import_tensorflow()
+    from genmnist import rundir
+    from genmnist.distribute import split_cpu
+
     sigterm_as_interrupt()
     if args.logical_cpus > 1:
         split_cpu(args.logical_cpus)

@@ -6,14 +6,13 @@ Only the network's variables are restored, so checkpoints without optimizer
 slots (e.g. from ``genmnist.convert --to-legacy``) work too.
 """
 
-import argparse
 import os
 import sys
 
 import cv2
 import numpy as np
 
-from genmnist import argtypes
+from genmnist import argtypes, import_tensorflow
 from genmnist.errors import UserError, exit_on_user_error
 
 
@@ -21,7 +20,7 @@ def parse_args(argv=None):
     p = argtypes.Parser(
         prog="python -m legacy_v1.predict",
         description="Generate MNIST digits from a legacy_v1 (tf.compat.v1 Saver) checkpoint; writes OUT/0.png ...",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argtypes.DefaultsFormatter)
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint directory (its latest checkpoint is used) or checkpoint prefix, e.g. OUT/model")
     p.add_argument("--num", type=int, default=16, help="number of images (also the batch-norm batch)")
@@ -67,6 +66,7 @@ def generate(prefix, z):
 
 def main(argv=None):
     args = parse_args(argv)
+    import_tensorflow()
     with exit_on_user_error("legacy_v1.predict"):
         from legacy_v1.batching import legacy_z
         from legacy_v1.train import legacy_uint8

@@ -7,7 +7,6 @@ at the end.  Windows paths, scipy.misc and tf.contrib are gone; nothing else is
 fixed.  Two additions for parity work: ``--init-from`` and ``losses.csv``.
 """
 
-import argparse
 import datetime
 import os
 import sys
@@ -15,7 +14,7 @@ import sys
 import cv2
 import numpy as np
 
-from genmnist import argtypes
+from genmnist import argtypes, import_tensorflow
 from genmnist.errors import UserError, exit_on_user_error
 
 WARMUP_D_STEPS = 30
@@ -45,7 +44,7 @@ def parse_args(argv=None):
         description="Train the legacy TF1 GAN (tf.compat.v1 graph, legacy bugs kept) on MNIST. Prints both "
                     "losses and writes out1.bmp..out3.bmp at the legacy display steps, a TensorBoard log and "
                     "a tf.compat.v1 Saver checkpoint (prefix OUT/model) at the end.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argtypes.DefaultsFormatter)
     p.add_argument("--data-dir", default=None,
                    help="directory with train-images-idx3-ubyte[.gz] or the legacy mnist_train.csv; "
                         "default: tensorflow-datasets")
@@ -116,6 +115,7 @@ def train(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    import_tensorflow()
     with exit_on_user_error("legacy_v1.train"):
         return train(args)
 

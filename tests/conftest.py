@@ -15,7 +15,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import genmnist  # noqa: F401,E402  (sets TensorFlow's log level before TF is imported)
 from genmnist import data  # noqa: E402
 
-REAL_MNIST = Path(data.REAL_MNIST)
+REAL_MNIST = Path(data.real_mnist_dir())
 
 
 def fake_digits(n, seed=0):
@@ -44,5 +44,6 @@ def idx_dir(tmp_path):
 @pytest.fixture
 def real_mnist_dir():
     if not (REAL_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST not found at {REAL_MNIST}")
+        pytest.skip(f"real MNIST not found at {REAL_MNIST}: set {data.MNIST_ENV}=DIR, the directory holding "
+                    "train-images-idx3-ubyte.gz and the other three IDX files")
     return str(REAL_MNIST)

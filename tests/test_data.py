@@ -154,3 +154,12 @@ def test_legacy_train_on_a_damaged_gzip_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("legacy_v1.train: error:") and "\n" not in err
     assert "damaged" in err
+
+
+def test_real_mnist_is_found_through_one_variable(monkeypatch, tmp_path):
+    from genmnist.data import MNIST_ENV, SHARED_MNIST, real_mnist_dir
+    monkeypatch.setenv(MNIST_ENV, str(tmp_path))
+    assert real_mnist_dir() == str(tmp_path)
+    for unset in ("", "synthetic"):  # the notebooks' stand-in is not real MNIST
+        monkeypatch.setenv(MNIST_ENV, unset)
+        assert real_mnist_dir() == SHARED_MNIST

@@ -19,8 +19,6 @@ from genmnist.data import MnistSplit, write_split
 from genmnist.errors import UserError
 from genmnist.models import build_models
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared/data/mnist"
-
 
 def tiny_model(seed=0):
     return C.build_model(filters=(2, 4), features=8, seed=seed)
@@ -327,15 +325,13 @@ def test_unlabelled_train_split_is_a_user_error(tmp_path, capsys):
 # ------------------------------------------------------------------ real MNIST
 
 @pytest.mark.slow
-def test_pinned_classifier_on_real_mnist():
+def test_pinned_classifier_on_real_mnist(real_mnist_dir):
     """The pinned classifier's recorded accuracy holds on the real test split, and real train images
     score near the ceiling with it."""
-    if not (REAL_MNIST / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"no real MNIST at {REAL_MNIST}")
     from genmnist.data import load_mnist
     clf = C.load_classifier()
-    test = load_mnist(str(REAL_MNIST), "test")
+    test = load_mnist(real_mnist_dir, "test")
     assert C.accuracy(clf, test) == pytest.approx(clf.info["test_accuracy"], abs=1e-4)
-    train = load_mnist(str(REAL_MNIST), "train")
+    train = load_mnist(real_mnist_dir, "train")
     m = E.evaluate_images(train.images[:2000], clf, test.images[:2000], subsample=2000)
     assert m["classifier_score"] > 9.5 and m["classes_covered"] == 10 and m["precision"] > 0.6

@@ -337,7 +337,8 @@ def test_sample_on_a_full_disk_is_one_line_and_leaves_nothing(intact, tmp_path, 
 @pytest.mark.parametrize("out", OUTS)
 def test_an_interrupt_while_sample_writes_removes_the_temporary(intact, tmp_path, capsys, monkeypatch, out):
     run, _ = intact
-    real_png_bytes, calls = sample.images.png_bytes, []
+    from genmnist import images
+    real_png_bytes, calls = images.png_bytes, []
 
     def png_bytes_interrupted(image):  # the grid's only PNG, or the folder's third
         calls.append(image)
@@ -349,7 +350,7 @@ def test_an_interrupt_while_sample_writes_removes_the_temporary(intact, tmp_path
         with open(path, "wb") as f:
             f.write(b"half an archive")
         raise KeyboardInterrupt
-    monkeypatch.setattr(sample.images, "png_bytes", png_bytes_interrupted)
+    monkeypatch.setattr(images, "png_bytes", png_bytes_interrupted)
     monkeypatch.setattr(sample.np, "savez_compressed", savez_interrupted)
     target = str(tmp_path / out)
     status, err = outcome(capsys, lambda: sample.main(["--run", run, "--num", "8", "--out", target]))

@@ -61,7 +61,7 @@ def test_auto_picks_bfloat16_only_where_native_and_never_for_legacy(monkeypatch)
 
 def test_bfloat16_is_not_native_with_onednn_off(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"amx_bf16", "avx512_bf16"})
-    monkeypatch.setattr(precision.tf.config, "list_physical_devices", lambda kind: [])
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: [])
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
     assert precision.bfloat16_is_native()
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")

@@ -64,3 +64,17 @@ def test_train_help_reads_the_values_from_the_presets(monkeypatch, capsys):
 def test_a_config_from_before_precision_reads_as_float32(tmp_path):
     rundir.write_config(str(tmp_path), {"preset": PRESETS["default"].to_dict(), "seed": 0})
     assert rundir.read_config(str(tmp_path))["precision"] == "float32"
+
+
+def test_every_loss_has_a_schedule_and_every_schedule_a_loss():
+    from genmnist import losses
+    from genmnist.presets import LOSS_SCHEDULES, USER_LOSSES
+    assert set(LOSS_SCHEDULES) == set(losses.LOSSES) and set(USER_LOSSES) <= set(LOSS_SCHEDULES)
+
+
+def test_a_loss_brings_its_schedule_and_drops_the_previous_one():
+    wgan = PRESETS["default"].with_loss("wgan")
+    assert (wgan.n_critic, wgan.clip, wgan.gp_weight) == (5, 0.01, 0.0)
+    assert (wgan.with_loss("hinge").n_critic, wgan.with_loss("hinge").clip) == (1, 0.0)
+    with pytest.raises(ValueError, match="nonsaturating"):
+        PRESETS["default"].with_loss("nope")

@@ -50,8 +50,13 @@ def finished_run(tmp_path_factory):
 @pytest.mark.slow
 def test_a_run_writes_samples_gif_checkpoints_logs_and_export(finished_run):
     out, _ = finished_run
-    assert sorted(os.listdir(out / "samples")) == ["step_000000.png", "step_000010.png", "step_000011.png"]
-    grid = cv2.imread(str(out / "samples" / "step_000011.png"), cv2.IMREAD_GRAYSCALE)
+    # a grid, its checkpoint and its TensorBoard image carry the number of iterations done
+    assert sorted(os.listdir(out / "samples")) == ["step_000000.png", "step_000010.png", "step_000012.png"]
+    events = [os.path.join(out / "logs", f) for f in os.listdir(out / "logs")]
+    image_steps = [e.step for path in events for e in tf.compat.v1.train.summary_iterator(path)
+                   if any(v.tag == "samples" for v in e.summary.value)]
+    assert sorted(image_steps) == [0, 10, 12]
+    grid = cv2.imread(str(out / "samples" / "step_000012.png"), cv2.IMREAD_GRAYSCALE)
     assert grid.shape == (8 * 30 + 2, 8 * 30 + 2)
     # the last grid is the final generator on the fixed noise, scaled x255 for the preset's range
     generator, preset = rundir.load_generator(str(out))
@@ -73,7 +78,7 @@ def test_resume_equals_an_uninterrupted_run(finished_run, tmp_path):
     assert run_train(part, data_dir, steps=6) == 0
     assert run_train(part, data_dir, "--resume", steps=12) == 0
     assert_same_weights(weights(part), weights(out))
-    for name in ("step_000010.png", "step_000011.png"):
+    for name in ("step_000010.png", "step_000012.png"):
         np.testing.assert_array_equal(cv2.imread(str(part / "samples" / name)),
                                       cv2.imread(str(out / "samples" / name)))
 
@@ -274,7 +279,7 @@ def test_mirrored_cli_run_writes_one_set_of_outputs_and_trains_as_one_device(fin
     proc = _spawn(out, data_dir, 4, "--strategy", "mirrored", "--logical-cpus", "2", "--no-export")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    assert sorted(os.listdir(out / "samples")) == ["step_000000.png", "step_000003.png"]
+    assert sorted(os.listdir(out / "samples")) == ["step_000000.png", "step_000004.png"]
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-4")
     # The same run on one device: the split batch (batch norm synchronised) makes the same updates
     # up to rounding that Adam's early sign-like steps amplify (measured: kernels within 8% of their
@@ -289,7 +294,7 @@ def test_mirrored_cli_run_writes_one_set_of_outputs_and_trains_as_one_device(fin
     assert len(kernels) == 5
     for m, s, i in kernels:
         assert np.linalg.norm(m - s) < 0.2 * np.linalg.norm(s - i)
-    grids = [cv2.imread(str(run / "samples" / "step_000003.png"), cv2.IMREAD_GRAYSCALE).astype(int)
+    grids = [cv2.imread(str(run / "samples" / "step_000004.png"), cv2.IMREAD_GRAYSCALE).astype(int)
              for run in (out, tmp_path / "single")]
     assert np.abs(grids[0] - grids[1]).max() <= 2
 

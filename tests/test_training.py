@@ -72,8 +72,8 @@ def test_milestones_follow_the_legacy_display_cadence():
 def test_schedule_runs_each_hook_at_its_cadence():
     s = Schedule(total=25, log_every=10, checkpoint_every=10, sample_every=7, eval_every=20)
     assert [d for d in range(1, 26) if s.log_due(d)] == [10, 20, 25]  # the last step is always logged
-    # grids (by iteration): the milestones 0, 10, 20, every 7th step done, and the last iteration
-    assert [i for i in range(25) if s.grid_due(i)] == [0, 6, 10, 13, 20, 24]
+    # grids (by iterations done): the milestones 0, 10, 20, every 7th, and the last
+    assert [d for d in range(26) if s.grid_due(d)] == [0, 7, 10, 14, 20, 21, 25]
     assert [d for d in range(1, 26) if s.eval_due(d)] == [20, 25]
     assert [d for d in range(1, 26) if s.checkpoint_due(d)] == [10, 20]  # the final one is not periodic
     assert not any(Schedule(25).eval_due(d) for d in range(1, 26))

@@ -1,0 +1,95 @@
+"""Every name README.md and docs/*.md give for the code exists: modules, functions, settings, flags, files."""
+
+import contextlib
+import dataclasses
+import glob
+import importlib
+import io
+import os
+import re
+import runpy
+import sys
+
+import pytest
+
+from genmnist.presets import Preset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+COMMANDS = ("genmnist.train", "genmnist.sample", "genmnist.evaluate", "genmnist.convert", "legacy_v1.parity",
+            "legacy_v1.train", "legacy_v1.predict", "bench.speed", "bench.process_speed", "bench.quality",
+            "bench.gan_family", "bench.statistical_parity", "bench.kill_soak")
+# name=value settings the docs quote from the legacy TF1 code, which is not in this repository
+LEGACY_SETTINGS = {"epsilon", "train_epochs"}
+
+
+def _spans(path):
+    with open(path) as f:
+        return re.findall(r"`([^`\n]+)`", f.read())
+
+
+def _resolve(dotted):
+    """The object ``dotted`` names: the longest importable module prefix, then attributes or dataclass fields."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            fields = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+            if name in fields:
+                return name
+            obj = getattr(obj, name)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def _option_strings():
+    """Every long option of the repository's commands, read from their --help."""
+    flags = set()
+    for module in COMMANDS:
+        text, argv = io.StringIO(), sys.argv
+        sys.argv = [module, "--help"]
+        try:
+            with contextlib.redirect_stdout(text), pytest.raises(SystemExit):
+                runpy.run_module(module, run_name="__main__")
+        finally:
+            sys.argv = argv
+        flags |= set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text.getvalue()))
+    return flags
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=os.path.basename)
+def test_code_names_in_the_docs_exist(doc):
+    missing = []
+    for span in _spans(doc):
+        for dotted in re.findall(r"\b(?:genmnist|legacy_v1|bench)(?:\.[A-Za-z_]\w*)+", span):
+            if not any(part.isupper() for part in dotted.split(".")[1:]):  # bench.NAME is a placeholder
+                try:
+                    _resolve(dotted)
+                except (ImportError, AttributeError):
+                    missing.append(dotted)
+        for path in re.findall(r"^(?:genmnist|legacy_v1|bench|docs|tests|notebooks)/[\w./-]+$", span):
+            if not os.path.exists(os.path.join(ROOT, path)):
+                missing.append(path)
+        setting = re.fullmatch(r"([a-z_][a-z0-9_]*)=\S+", span)
+        if setting and setting[1] not in LEGACY_SETTINGS and setting[1] not in Preset.__dataclass_fields__:
+            missing.append(span)
+    assert missing == []
+
+
+def test_flags_in_the_docs_are_options_of_a_command():
+    known = _option_strings()
+    quoted = {(os.path.basename(doc), flag) for doc in DOCS for span in _spans(doc)
+              for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", span)}
+    assert sorted((doc, flag) for doc, flag in quoted if flag not in known) == []
+    assert {"--keep-checkpoints", "--wgan-steps", "--budgets"} <= known  # train, parity, bench: all were read
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=os.path.basename)
+def test_links_to_files_of_the_repository_resolve(doc):
+    with open(doc) as f:
+        links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", f.read())
+    local = [link for link in links if "://" not in link]
+    assert [link for link in local if not os.path.exists(os.path.join(os.path.dirname(doc), link))] == []
