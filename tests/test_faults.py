@@ -399,11 +399,11 @@ def test_a_full_disk_at_a_sample_grid_saves_the_steps_and_exits_2(tiny_run, tmp_
 
     def full_at_the_fourth_grid(image):
         grids.append(image)
-        if len(grids) == 4:  # the grid after iteration 5 (--sample-every 2): 6 steps done
+        if len(grids) == 4:  # the grid after 6 iterations (--sample-every 2)
             raise OSError(28, "No space left on device")
         return real_encode(image)
     monkeypatch.setattr(images, "png_bytes", full_at_the_fourth_grid)
     err = one_line_error(capsys, lambda: run_train(tmp_path / "full", data_dir, "--sample-every", "2"))
-    assert "could not write" in err and "step_000005.png" in err and "No space left on device" in err
+    assert "could not write" in err and "step_000006.png" in err and "No space left on device" in err
     assert rundir.latest_checkpoint(str(tmp_path / "full")).endswith("ckpt-6")  # the steps since ckpt-4 kept
     assert not glob.glob(str(tmp_path / "full" / "**" / "*.tmp*"), recursive=True)
