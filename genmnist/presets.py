@@ -72,7 +72,6 @@ class Preset:
         if wrong_kind:  # before the checks below compare them
             raise ValueError("invalid preset " + ", ".join(f"{n}={getattr(self, n)!r}" for n in wrong_kind))
         checks = {
-            "model": self.model in MODEL_NAMES,
             "pixel_range": self.pixel_range[0] < self.pixel_range[1],
             "loss": self.loss in LOSS_SCHEDULES,
             "learning_rate": self.learning_rate > 0, "adam_epsilon": self.adam_epsilon > 0,

@@ -30,7 +30,7 @@ from genmnist.errors import UserError
 from genmnist.files import replacing
 from genmnist.models import SamplingStatistics, build_models
 from genmnist.precision import PRECISIONS
-from genmnist.presets import Preset
+from genmnist.presets import MODEL_NAMES, Preset
 
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -98,6 +98,9 @@ def read_config(run_dir, resume=False):
         config["preset"] = Preset.from_dict(config["preset"])
     except (TypeError, ValueError) as err:
         raise UserError(f"{config_path} holds no usable preset ({str(err)[:200]}); {fix}") from None
+    if config["preset"].model not in MODEL_NAMES:  # a Preset may name a toy model; a run cannot
+        raise UserError(f"{config_path}: the preset's 'model' must be " + " or ".join(MODEL_NAMES)
+                        + f", not {json.dumps(config['preset'].model)[:60]}; {fix}")
     return config
 
 
