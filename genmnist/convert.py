@@ -17,7 +17,8 @@ import sys
 import numpy as np
 
 from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
-from genmnist.errors import UserError, exit_on_user_error
+from genmnist.errors import UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
+from genmnist.files import cannot_write
 from genmnist.presets import PRESETS
 
 # TensorFlow and the modules built on it are imported where used: --help answers at once.
@@ -43,10 +44,16 @@ def read_legacy(path):
 
     if os.path.isfile(rundir.path(path, rundir.CONFIG)):
         raise UserError(f"{path} is a genmnist run directory, not a legacy checkpoint; {_GENMNIST_FIX}")
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    try:
+        prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    except ValueError:  # an empty or binary checkpoint index
+        prefix = None
     if not prefix or not os.path.exists(prefix + ".index"):
         raise UserError(f"no TF checkpoint at {path}; pass a legacy checkpoint directory or prefix (e.g. OUT/model)")
-    reader = tf.train.load_checkpoint(prefix)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as err:
+        raise UserError(f"{prefix} is not a readable TF checkpoint ({str(err).splitlines()[0][:100]})") from None
     if OBJECT_GRAPH in reader.get_variable_to_shape_map():
         raise UserError(f"{prefix} is a genmnist checkpoint, not a legacy one; {_GENMNIST_FIX}")
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
@@ -91,21 +98,19 @@ def legacy_to_run(legacy_ckpt, run_dir):
 
 def run_to_legacy(run_dir, legacy_dir):
     """Write RUN_DIR's latest G and D as a name-based TF1 checkpoint ``legacy_dir/model``."""
+    import tensorflow as tf
+
     from genmnist import rundir
     from genmnist.models import build_models, legacy_variables
 
+    if os.path.exists(legacy_dir) and not os.path.isdir(legacy_dir):
+        raise UserError(f"{legacy_dir} is an existing file; name a directory to write {LEGACY_PREFIX}.* into")
     config = rundir.read_config(run_dir)
     generator, discriminator = build_models(config["preset"])
-    manager = rundir.checkpoint_manager(run_dir, generator=generator, discriminator=discriminator)
-    checkpoint = rundir.newest_readable(manager)
+    checkpoint = rundir.newest_readable(rundir.run_checkpoints(run_dir))
     if checkpoint is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it first")
-    status = manager.checkpoint.restore(checkpoint).expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as err:
-        raise UserError(f"{checkpoint} lacks generator or discriminator weights "
-                        f"({str(err)[:200]})") from None
+    rundir.restore(checkpoint, tf.train.Checkpoint(generator=generator, discriminator=discriminator))
     values = {name: v.numpy() for name, v in legacy_variables(generator, discriminator).items()}
     return write_legacy(values, legacy_dir)
 
@@ -114,15 +119,18 @@ def write_legacy(values, legacy_dir):
     """Save ``{legacy name: array}`` with a compat.v1 Saver keyed by those names."""
     import tensorflow as tf
 
-    os.makedirs(legacy_dir, exist_ok=True)
-    graph = tf.Graph()
-    with graph.as_default():
-        variables = {name: tf.compat.v1.Variable(np.asarray(value), name=name.replace("/", "_"))
-                     for name, value in values.items()}
-        saver = tf.compat.v1.train.Saver(variables)
-        with tf.compat.v1.Session(graph=graph) as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            return saver.save(sess, os.path.join(legacy_dir, LEGACY_PREFIX))
+    try:
+        os.makedirs(legacy_dir, exist_ok=True)
+        graph = tf.Graph()
+        with graph.as_default():
+            variables = {name: tf.compat.v1.Variable(np.asarray(value), name=name.replace("/", "_"))
+                         for name, value in values.items()}
+            saver = tf.compat.v1.train.Saver(variables)
+            with tf.compat.v1.Session(graph=graph) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                return saver.save(sess, os.path.join(legacy_dir, LEGACY_PREFIX))
+    except (OSError, tf.errors.OpError) as err:  # TF writes under temporary names: nothing half-written stays
+        raise cannot_write(os.path.join(legacy_dir, LEGACY_PREFIX), err) from None
 
 
 def main(argv=None):
@@ -139,9 +147,12 @@ def main(argv=None):
     p.add_argument("--to-legacy", action="store_true",
                    help="convert the other way: RUN_DIR's latest weights -> LEGACY_CKPT/model")
     args = p.parse_args(argv)
+    if __name__ == "__main__":
+        quiet_interrupts("genmnist.convert")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
     import_tensorflow()
     from genmnist import rundir
 
+    sigterm_as_interrupt()
     with exit_on_user_error("genmnist.convert"):
         if args.to_legacy:
             print(f"wrote {run_to_legacy(args.run_dir, args.legacy_ckpt)}")

@@ -97,8 +97,15 @@ def read_idx(path, expected_magic):
 
 def read_csv(path):
     """The legacy CSV: one row per image, label then 784 pixels 0..255, header row optional."""
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text CSV (it holds bytes that are not UTF-8); download it again") from None
+
+
+def _read_csv(path):
     images, labels = [], []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         for line_number, row in enumerate(csv.reader(f), start=1):
             if not row:
                 continue
@@ -120,17 +127,50 @@ def read_csv(path):
     return MnistSplit(np.asarray(images, np.uint8).reshape(-1, 28, 28), np.asarray(labels, np.uint8))
 
 
+TFDS_HOST = ("storage.googleapis.com", 443)  # where tensorflow-datasets gets MNIST from
+REACH_TIMEOUT_S = 10
+
+
+def tfds_home():
+    return os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+
+
+def _first_words(text, limit=160):
+    """``text``'s first line, cut at a word boundary near ``limit``."""
+    line = (text.splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _check_reachable():
+    """Offline, tensorflow-datasets retries for minutes and ignores Ctrl-C: ask the network first,
+    within seconds (through the HTTPS proxy when one is set), interruptibly."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    proxy = urllib.request.getproxies().get("https")
+    host = (urllib.parse.urlsplit(proxy).hostname, urllib.parse.urlsplit(proxy).port or 80) if proxy else TFDS_HOST
+    try:
+        socket.create_connection(host, timeout=REACH_TIMEOUT_S).close()
+    except OSError as err:
+        raise UserError(f"no --data-dir and {host[0]} cannot be reached to download MNIST "
+                        f"({_first_words(str(err) or type(err).__name__, 60)}); offline? pass --data-dir DIR "
+                        "with train-images-idx3-ubyte[.gz] or mnist_train.csv") from None
+
+
 def _load_tfds(split):
     import sys
 
+    if not os.path.isdir(os.path.join(tfds_home(), "mnist")):
+        _check_reachable()
     import tensorflow_datasets as tfds
 
-    print("no --data-dir: getting MNIST through tensorflow-datasets (offline, it retries for a few "
-          "minutes before giving up; pass --data-dir DIR instead)", file=sys.stderr)
+    print("no --data-dir: getting MNIST through tensorflow-datasets (pass --data-dir DIR to read local files)",
+          file=sys.stderr)
     try:
         data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1))
     except Exception as err:  # tfds raises many kinds; all mean "could not get the data"
-        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        reason = _first_words(str(err) or type(err).__name__)
         raise UserError(f"could not get MNIST through tensorflow-datasets ({reason}); "
                         "offline? pass --data-dir DIR with train-images-idx3-ubyte[.gz] "
                         "or mnist_train.csv") from None
@@ -220,12 +260,11 @@ def find_mnist(work_dir):
     if not choice:
         if _has_idx(SHARED_MNIST):
             return SHARED_MNIST, f"real MNIST from {SHARED_MNIST}"
-        tfds_home = os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
-        if os.path.isdir(os.path.join(tfds_home, "mnist")):
+        if os.path.isdir(os.path.join(tfds_home(), "mnist")):
             directory = os.path.join(work_dir, "mnist-from-tfds")  # one directory of IDX files serves every tool
             for split in ("train", "test"):
                 write_split(directory, split, *load_mnist(None, split), compress=False)
-            return directory, f"real MNIST from the tensorflow-datasets copy in {tfds_home}"
+            return directory, f"real MNIST from the tensorflow-datasets copy in {tfds_home()}"
     directory = os.path.join(work_dir, "synthetic-mnist")
     for split, n, seed in (("train", 6000, 0), ("test", 1000, 1)):
         write_split(directory, split, *synthetic_digits(n, seed), compress=False)

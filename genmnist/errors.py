@@ -6,6 +6,7 @@ an interrupt (Ctrl-C) ends it with one line and exit status 130.
 """
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -24,11 +25,19 @@ def exit_on_user_error(prog, interrupted=None):
     try:
         yield
     except UserError as err:
+        _last_word()
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        _last_word()
         print(f"\n{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
         sys.exit(INTERRUPTED)
+
+
+def _last_word():
+    """The line about to be printed ends the command: TensorFlow's warnings as its objects are torn down
+    (say, of the values a refused checkpoint restore left) would only bury it."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def quiet_interrupts(prog):
@@ -42,3 +51,13 @@ def quiet_interrupts(prog):
         os._exit(INTERRUPTED)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def sigterm_as_interrupt():
+    """``kill`` (SIGTERM) ends a command as Ctrl-C does: its cleanup runs and it says so in one line (exit 130)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -28,6 +28,7 @@ import glob
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -187,8 +188,9 @@ def _read_npz(path):
                 raise UserError(f"{path} has no array 'images' (it has {', '.join(data.files) or 'none'}); "
                                 "save with np.savez(path, images=uint8_array)")
             return data["images"]
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {path} as .npz ({str(err).splitlines()[0][:120]})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # damaged inside the zip
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        raise UserError(f"cannot read {path} as .npz ({reason}); the file is damaged, write it again") from None
 
 
 def _read_pngs(folder):

@@ -15,6 +15,7 @@ import shutil
 
 import tensorflow as tf
 
+from genmnist.files import cannot_write
 from genmnist.images import to_uint8_tensor
 from genmnist.models import Z_DIM
 
@@ -34,11 +35,18 @@ class _Serving(tf.Module):
 def export_generator(generator, preset, export_dir):
     """Write both artefacts into ``export_dir``.tmp, then rename it: an export directory is always whole."""
     partial = export_dir + ".tmp"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    generator.save(os.path.join(partial, "generator.keras"))
-    module = _Serving(generator, preset.pixel_range)
-    tf.saved_model.save(module, os.path.join(partial, "saved_model"), signatures={"serving_default": module.serve})
-    shutil.rmtree(export_dir, ignore_errors=True)
-    os.replace(partial, export_dir)
+    shutil.rmtree(partial, ignore_errors=True)  # an earlier export's, cut short
+    try:
+        os.makedirs(partial)
+        generator.save(os.path.join(partial, "generator.keras"))
+        module = _Serving(generator, preset.pixel_range)
+        tf.saved_model.save(module, os.path.join(partial, "saved_model"),
+                            signatures={"serving_default": module.serve})
+        shutil.rmtree(export_dir, ignore_errors=True)
+        os.replace(partial, export_dir)
+    except BaseException as err:  # a full disk or an interrupt: no half export stays
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(err, (OSError, tf.errors.OpError)):
+            raise cannot_write(export_dir, err) from None
+        raise
     return export_dir

@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from genmnist.files import replacing
+
 
 def to_uint8_tensor(images, pixel_range):
     """Float images [n, 28, 28, 1] in ``pixel_range`` -> uint8 [n, 28, 28]: scale, round, clip.
@@ -43,13 +45,19 @@ def grid(images_uint8, columns=None, pad=2):
     return canvas
 
 
+def png_bytes(image_uint8):
+    """The PNG encoding of a uint8 image: encoded in memory, so a short write shows as an OSError."""
+    ok, encoded = cv2.imencode(".png", image_uint8)
+    if not ok:
+        raise ValueError(f"cv2 could not encode an image of shape {image_uint8.shape} as PNG")
+    return encoded.tobytes()
+
+
 def write_png(path, image_uint8):
-    """Write atomically (temp file + rename) so a crash never leaves half a PNG."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    if not cv2.imwrite(tmp, image_uint8):
-        raise OSError(f"cv2 could not write {path}")
-    os.replace(tmp, path)
+    """Write whole or not at all (:func:`genmnist.files.replacing`): cv2.imwrite would report success
+    for a PNG a full disk cut short."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(png_bytes(image_uint8))
 
 
 def write_gif(png_paths, path, frame_ms=400):
@@ -58,9 +66,8 @@ def write_gif(png_paths, path, frame_ms=400):
     if not frames:
         return
     durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 4]
-    tmp = path + ".tmp.gif"
-    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=durations, loop=0)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=durations, loop=0)
 
 
 def milestone_pngs(samples_dir):

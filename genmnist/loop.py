@@ -29,6 +29,7 @@ from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
 from genmnist.evaluate import METRICS
+from genmnist.files import replacing
 from genmnist.models import Z_DIM, build_models, legacy_variables
 from genmnist.training import GANTrainer
 
@@ -109,10 +110,13 @@ def build_run(config, run_dir, strategy, keep_checkpoints=KEEP_CHECKPOINTS, resu
     step = tf.Variable(0, dtype=tf.int64, name="step")
     manager = checkpoint_manager(trainer, step, run_dir, keep_checkpoints, chief)
     if resume:  # every worker restores the chief's checkpoint
-        latest = rundir.newest_readable(manager, rundir.recorded_checkpoints(run_dir))
+        latest = rundir.newest_readable(rundir.run_checkpoints(run_dir))
         if latest is None:
             raise UserError(f"{run_dir} has no checkpoint to resume from; start it again without --resume")
-        manager.checkpoint.restore(latest).assert_existing_objects_matched()
+        rundir.restore(latest, manager.checkpoint)
+        if int(step.numpy()) > config["steps"]:  # before config.json would record the shorter length
+            raise UserError(f"{run_dir} is at step {int(step.numpy())}, past --steps {config['steps']}; "
+                            f"a run cannot be shortened: pass --steps {int(step.numpy())} or more")
     if chief:
         rundir.write_config(run_dir, {**config, "preset": preset.to_dict()})
     return Run(run_dir, config, strategy, trainer, step, manager, chief)
@@ -248,19 +252,26 @@ class Evaluator:
         self.csv_path = rundir.path(run_dir, rundir.EVAL_CSV)
         self._drop_rows_after(start_step)
 
+    def _rows(self):
+        if not os.path.exists(self.csv_path):
+            return []
+        with open(self.csv_path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _write_rows(self, rows):
+        """The whole file, under a temporary name and renamed: a full disk never costs the earlier rows."""
+        with replacing(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
+            out = csv.DictWriter(f, self.COLUMNS)
+            out.writeheader()
+            out.writerows(rows)
+
     def _drop_rows_after(self, step):
         """A killed run resumes from its last checkpoint and evaluates the steps after it
         again: drop the rows it wrote for them, so each step has one row."""
-        if not os.path.exists(self.csv_path):
-            return
-        with open(self.csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = self._rows()
         kept = [r for r in rows if int(r["step"]) <= step]
         if len(kept) < len(rows):
-            with open(self.csv_path, "w", newline="") as f:
-                out = csv.DictWriter(f, self.COLUMNS)
-                out.writeheader()
-                out.writerows(kept)
+            self._write_rows(kept)
 
     def __call__(self, generator, preset, step, writer):
         from genmnist.sample import generate
@@ -271,12 +282,7 @@ class Evaluator:
         with writer.as_default():
             for name in self.COLUMNS[1:]:
                 tf.summary.scalar(f"eval/{name}", row[name], step=step)
-        new = not os.path.exists(self.csv_path)
-        with open(self.csv_path, "a", newline="") as f:
-            out = csv.DictWriter(f, self.COLUMNS)
-            if new:
-                out.writeheader()
-            out.writerow(row)
+        self._write_rows(self._rows() + [row])
         print(f"\neval at step {step}: " + ", ".join(f"{k} {row[k]:.3f}" for k in self.COLUMNS[1:]),
               file=sys.stderr)
 

@@ -6,6 +6,7 @@ explains each field and the measurement behind each default.
 """
 
 import dataclasses
+import numbers
 
 # Light on purpose (no TensorFlow): the command lines build their --help from this module.
 
@@ -24,6 +25,18 @@ CONTRIB_BN_DECAY = 0.999  # tf.contrib.layers.batch_norm's moving-average decay,
 # The batch-norm statistics G samples with: the sampling batch's own (the legacy phase=1), the
 # moving averages as trained, or those recomputed for the sampled weights first.
 SAMPLING_STATS = ("batch", "moving", "recomputed")
+MODEL_NAMES = ("dcgan", "wgan")
+
+
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+_KINDS = {  # a field's annotation -> whether a value is of that kind (JSON writes 0.0 as 0.0, a hand may write 0)
+    str: lambda v: isinstance(v, str), bool: lambda v: isinstance(v, bool), float: _real,
+    int: lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+    tuple: lambda v: isinstance(v, tuple) and len(v) == 2 and all(map(_real, v)),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +69,11 @@ class Preset:
 
     def __post_init__(self):
         """Reject a field no run could use (a flag or an edited config.json), naming it."""
+        wrong_kind = [f.name for f in dataclasses.fields(self) if not _KINDS[f.type](getattr(self, f.name))]
+        if wrong_kind:  # before the checks below compare them
+            raise ValueError("invalid preset " + ", ".join(f"{n}={getattr(self, n)!r}" for n in wrong_kind))
         checks = {
-            "pixel_range": len(self.pixel_range) == 2 and self.pixel_range[0] < self.pixel_range[1],
+            "pixel_range": self.pixel_range[0] < self.pixel_range[1],
             "loss": self.loss in LOSS_SCHEDULES,
             "learning_rate": self.learning_rate > 0, "adam_epsilon": self.adam_epsilon > 0,
             "beta1": 0 <= self.beta1 < 1, "beta2": 0 <= self.beta2 < 1,
@@ -99,7 +115,8 @@ class Preset:
         """A preset from ``to_dict``'s output, also as older runs stored it in RUN/config.json
         (two fields, ``inference_stats`` and ``recompute_bn_stats``, for ``sampling_stats``)."""
         data = dict(data)
-        data["pixel_range"] = tuple(data["pixel_range"])
+        if isinstance(data.get("pixel_range"), list):  # JSON has no tuples
+            data["pixel_range"] = tuple(data["pixel_range"])
         if "inference_stats" in data:
             recompute = data.pop("recompute_bn_stats", False)
             batch = data.pop("inference_stats") == "batch"
@@ -126,7 +143,7 @@ WGAN_PRESETS = {  # the legacy WGANModel: sigmoid generator, so pixels stay in [
         beta1=0.5, beta2=0.9, warmup_d_steps=0, n_critic=5, gp_weight=10.0),
 }
 
-MODELS = {"dcgan": PRESETS, "wgan": WGAN_PRESETS}
+MODELS = dict(zip(MODEL_NAMES, (PRESETS, WGAN_PRESETS)))
 
 
 def get_preset(model="dcgan", name="default"):

@@ -9,11 +9,19 @@ import sys
 
 import numpy as np
 
-from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
-from genmnist.errors import UserError, exit_on_user_error
+from genmnist import TF_LOG_HINT, argtypes, files, import_tensorflow
+from genmnist.errors import UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
 
 # TensorFlow and the modules built on it are imported where used: --help answers at once.
-CHUNK = 1000  # images per generator call; bounds memory for large --num
+CHUNK = 1000  # images per generator call; bounds the generator's memory for large --num
+MAX_NUM = 200_000  # z and the images are held at once: about 1.2 kB per image, 240 MB at this bound
+
+
+def check_num(num):
+    """Refuse a --num whose images would not fit in a bounded amount of memory, before any is drawn."""
+    if num > MAX_NUM:
+        raise UserError(f"--num {num} is above the limit of {MAX_NUM} images per call (they are held in memory); "
+                        "draw several sets with different --seed")
 
 
 def generate(generator, preset, num, seed):
@@ -27,25 +35,38 @@ def generate(generator, preset, num, seed):
     from genmnist import images
     from genmnist.models import Z_DIM
 
+    check_num(num)
     z = tf.random.stateless_normal([num, Z_DIM], seed=[seed, 0])
     parts = [images.to_uint8(generator(z[i:i + CHUNK], training=False), preset.pixel_range)
              for i in range(0, num, CHUNK)]
     return np.concatenate(parts)
 
 
+def check_out(out):
+    """--out names something this command can write: a UserError before the generator is loaded."""
+    if out.endswith((".npz", ".png")):
+        if os.path.isdir(out):
+            raise UserError(f"--out {out} is an existing directory; name a new .npz or .png file, "
+                            "or the directory without the extension")
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} is an existing file; name a .npz, a .png or a directory")
+
+
 def write(pixels, out):
+    """Every format whole or not at all: the file under a temporary name, the PNG folder in a temporary
+    folder, then renamed (:mod:`genmnist.files`)."""
     from genmnist import images
 
     if out.endswith(".npz"):
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        np.savez_compressed(out + ".tmp.npz", images=pixels)  # then a rename: never half an archive
-        os.replace(out + ".tmp.npz", out)
+        with files.replacing(out) as tmp:
+            np.savez_compressed(tmp, images=pixels)
     elif out.endswith(".png"):
         images.write_png(out, images.grid(pixels))
     else:
-        os.makedirs(out, exist_ok=True)
-        for i, picture in enumerate(pixels):
-            images.write_png(os.path.join(out, f"{i:05d}.png"), picture)
+        with files.filling(out) as tmp:
+            for i, picture in enumerate(pixels):
+                with open(os.path.join(tmp, f"{i:05d}.png"), "wb") as f:
+                    f.write(images.png_bytes(picture))
 
 
 def main(argv=None):
@@ -58,14 +79,17 @@ def main(argv=None):
                    help="PATH.npz (uint8 array 'images' [N, 28, 28]), PATH.png (one grid) or a directory")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seeds the noise z")
     args = p.parse_args(argv)
+    if __name__ == "__main__":
+        quiet_interrupts("genmnist.sample")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
     import_tensorflow()
     from genmnist import rundir
 
-    with exit_on_user_error("genmnist.sample"):
+    sigterm_as_interrupt()
+    with exit_on_user_error("genmnist.sample", "no output was left half-written"):
         if not os.path.isdir(args.run):
             raise UserError(f"run directory {args.run} does not exist")
-        if not args.out.endswith((".npz", ".png")) and os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise UserError(f"--out {args.out} is an existing file; name a .npz, a .png or a directory")
+        check_out(args.out)
+        check_num(args.num)
         generator, preset = rundir.load_generator(args.run)
         write(generate(generator, preset, args.num, args.seed), args.out)
         print(f"wrote {args.num} images to {args.out}", file=sys.stderr)

@@ -11,12 +11,11 @@ import contextlib
 import datetime
 import os
 import platform
-import signal
 import sys
 
 from genmnist import TF_LOG_HINT, argtypes, import_tensorflow, precision
 from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
-from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts
+from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
 from genmnist.presets import LOSS_SCHEDULES, MODELS, PRESETS, USER_LOSSES, get_preset
 
 # TensorFlow and the modules built on it are imported by the functions that use them, after
@@ -146,7 +145,7 @@ def _run_config(args):
 
     from genmnist import rundir
     if args.resume:
-        config = rundir.read_config(args.out)
+        config = rundir.read_config(args.out, resume=True)
         print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']}, "
               f"batch size {config['batch_size']} and precision {config['precision']}", file=sys.stderr)
         ignored = rundir.ignored_on_resume(config, args.given)
@@ -154,7 +153,7 @@ def _run_config(args):
             print(f"ignoring {', '.join(ignored)}: a resumed run keeps the settings it was started with",
                   file=sys.stderr)
         config["steps"] = args.steps
-        config["data_dir"] = args.data_dir if args.data_dir is not None else config["data_dir"]
+        config["data_dir"] = args.data_dir if args.data_dir is not None else config.get("data_dir")
         return config
     if rundir.latest_checkpoint(args.out):
         raise UserError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
@@ -215,6 +214,9 @@ def train(args):
               "The legacy preset's raw-log losses do this once D saturates; --preset default uses stable losses.",
               file=sys.stderr)
         return 3
+    except UserError:  # a sample grid, the GIF or an evaluation could not be written (a full disk): keep the steps
+        hooks.checkpoint("stopped by the error below")
+        raise
     except WORKER_LOST as err:
         last = rundir.latest_checkpoint(args.out)
         print(f"error: lost another worker ({type(err).__name__} in a collective op); last checkpoint: {last}. "
@@ -258,10 +260,6 @@ def _locks_run_dir(args):
     return args.strategy != "multiworker" or chief_of(tf.distribute.cluster_resolver.TFConfigClusterResolver())
 
 
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.out is None:
@@ -272,13 +270,12 @@ def main(argv=None):
     from genmnist import rundir
     from genmnist.distribute import split_cpu
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    sigterm_as_interrupt()
     if args.logical_cpus > 1:
         split_cpu(args.logical_cpus)
     with exit_on_user_error("genmnist.train"):
         if args.resume:
-            rundir.read_config(args.out)  # before the lock would create a mistyped --out
+            rundir.read_config(args.out, resume=True)  # before the lock would create a mistyped --out
         with rundir.locked(args.out) if _locks_run_dir(args) else contextlib.nullcontext():
             try:
                 return train(args)

@@ -35,7 +35,10 @@ def parse_args(argv=None):
 def resolve_checkpoint(path):
     """A directory means its latest checkpoint; anything else must be an existing prefix."""
     import tensorflow as tf
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    try:
+        prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
+    except ValueError:  # an empty or binary checkpoint index
+        prefix = None
     if not prefix or not os.path.exists(prefix + ".index"):
         raise UserError(f"no TF checkpoint at {path}; pass the --out directory of legacy_v1.train "
                         "or a prefix like OUT/model")
@@ -47,8 +50,8 @@ def restore_network(model, sess, prefix):
     import tensorflow as tf
     try:
         tf.compat.v1.train.Saver(model.model_vars).restore(sess, prefix)
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
-        reason = err.message.splitlines()[0]
+    except (tf.errors.OpError, ValueError) as err:  # not its variables (NotFound, InvalidArgument), or junk (DataLoss)
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
         raise UserError(f"{prefix} does not hold the legacy GAN's variables: {reason}") from None
 
 

@@ -71,20 +71,26 @@ def train(args):
     from legacy_v1.model import GANModel
     from legacy_v1.predict import resolve_checkpoint, restore_network
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} is a file, not a directory; choose another --out")
+    init_from = resolve_checkpoint(args.init_from) if args.init_from else None
     rng = np.random.default_rng(args.seed)
     pixels = legacy_pixels(load_mnist(args.data_dir, "train").images, rng)
     if len(pixels) < args.batch_size:
         raise UserError(f"only {len(pixels)} training images for a batch of {args.batch_size}; lower --batch-size")
     batcher = LegacyBatcher(pixels, args.batch_size, rng)
-    os.makedirs(args.out, exist_ok=True)
     model = GANModel(learning_rate=args.learning_rate, seed=args.seed)
     log_dir = os.path.join(args.out, "logs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     shown = set(display_steps(args.steps))
     with model.session() as sess:
-        writer = tf.compat.v1.summary.FileWriter(log_dir, model.graph)
         sess.run(model.init)
-        if args.init_from:
-            restore_network(model, sess, resolve_checkpoint(args.init_from))
+        if init_from:
+            restore_network(model, sess, init_from)
+        try:  # only once the inputs proved good does anything go into --out
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot write into {args.out} ({err.strerror}); choose a writable --out") from None
+        writer = tf.compat.v1.summary.FileWriter(log_dir, model.graph)
         loss_log = open(os.path.join(args.out, LOSSES_CSV), "w")
         loss_log.write("step,d_loss,g_loss\n")
         for _ in range(WARMUP_D_STEPS):

@@ -389,3 +389,21 @@ def test_a_run_stopped_before_its_export_exports_on_resume(tiny_run, tmp_path):
     assert train.main(["--data-dir", data_dir, "--out", str(copy), "--steps", "8", "--resume"]) == 0
     assert (copy / "export" / "generator.keras").is_file() and (copy / "export" / "saved_model").is_dir()
     assert not (copy / "export.tmp").exists()
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_a_sample_grid_saves_the_steps_and_exits_2(tiny_run, tmp_path, capsys, monkeypatch):
+    from genmnist import images
+    _, data_dir = tiny_run
+    real_encode, grids = images.png_bytes, []
+
+    def full_at_the_fourth_grid(image):
+        grids.append(image)
+        if len(grids) == 4:  # the grid after 6 iterations (--sample-every 2)
+            raise OSError(28, "No space left on device")
+        return real_encode(image)
+    monkeypatch.setattr(images, "png_bytes", full_at_the_fourth_grid)
+    err = one_line_error(capsys, lambda: run_train(tmp_path / "full", data_dir, "--sample-every", "2"))
+    assert "could not write" in err and "step_000006.png" in err and "No space left on device" in err
+    assert rundir.latest_checkpoint(str(tmp_path / "full")).endswith("ckpt-6")  # the steps since ckpt-4 kept
+    assert not glob.glob(str(tmp_path / "full" / "**" / "*.tmp*"), recursive=True)
