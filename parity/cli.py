@@ -4,14 +4,17 @@ row per checked quantity and exits 0 when every row is within tolerance, 1 other
 import argparse
 
 import parity
+from genmnist import argtypes, import_tensorflow
 from genmnist.errors import exit_on_user_error
-from parity import checks
+from genmnist.presets import PRESETS
 from parity.rows import FOOTNOTE, HEADER, summarize
+
+# parity.checks (TensorFlow and both models) is imported after the flags are parsed: --help answers at once.
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m legacy_v1.parity", description=parity.__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argtypes.Parser(prog="python -m legacy_v1.parity", description=parity.__doc__.split("\n\n")[0],
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-dir", default=None,
                    help="MNIST directory (IDX or mnist_train.csv) for the real batches; "
                         "default: seeded synthetic images")
@@ -21,7 +24,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seeds both models' initialisers, data and z")
     p.add_argument("--wgan-steps", type=int, default=10,
                    help="WGAN-GP iterations compared in the step and training stages (5 critic steps + 1 G step each)")
-    p.add_argument("--warmup-d-steps", type=int, default=checks.WARMUP_D_STEPS,
+    p.add_argument("--warmup-d-steps", type=int, default=PRESETS["legacy"].warmup_d_steps,
                    help="D-only steps before the compared iterations (the legacy schedule's)")
     p.add_argument("--control", action="store_true",
                    help="instead of the checks, print the chaos floor: v1 free-running against itself with one "
@@ -30,6 +33,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.batch_size <= 0 or args.steps <= 0 or args.wgan_steps <= 0 or args.warmup_d_steps < 0:
         p.error("--batch-size and --steps must be positive, --warmup-d-steps not negative")
+    import_tensorflow()
+    from parity import checks
     if args.control:
         with exit_on_user_error("legacy_v1.parity"):
             rows = checks.control(args.batch_size, args.steps, args.seed, args.data_dir, args.warmup_d_steps)
