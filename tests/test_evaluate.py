@@ -303,6 +303,7 @@ def test_classifier_cli_writes_a_loadable_classifier(tmp_path, data_dir, monkeyp
     assert loaded.sha256[:12] in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_training_is_seeded():
     train, test = digits(512, seed=9), digits(256, seed=10)
     logs = []

@@ -70,6 +70,7 @@ def test_an_older_config_without_the_field_takes_the_speed_paths():
     assert Preset.from_dict(data).speed_paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", [PRESETS["default"], PRESETS["default"].with_loss("wgan-gp")],
                          ids=["default", "wgan-gp"])
 def test_the_straight_port_trains_the_same_function(preset):

@@ -163,7 +163,7 @@ def _r1_by_hand(discriminator, real):
     return float(np.mean(np.sum(grads ** 2, axis=1)))
 
 
-@pytest.mark.parametrize("fraction", [1.0, 0.5])
+@pytest.mark.parametrize("fraction", [1.0, pytest.param(0.5, marks=pytest.mark.slow)])
 def test_r1_penalty_is_reported_and_taken_on_its_share_of_the_batch(fraction):
     trainer, real, z = _dcgan_trainer(r1_weight=4.0, penalty_fraction=fraction)
     share = real[:int(len(real) * fraction)]
