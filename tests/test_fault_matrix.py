@@ -227,7 +227,8 @@ COMMANDS = {"sample": run_sample, "evaluate RUN": run_evaluate, "train --resume"
 
 
 # The fast tier runs one damage of each kind against every command; the slow tier runs them all.
-REPRESENTATIVE = ("index missing", "index without timestamps", "newest checkpoint truncated", "config.json model unknown")
+REPRESENTATIVE = ("index missing", "index without timestamps", "newest checkpoint truncated",
+                  "config.json model unknown")
 CASES = [pytest.param(command, damage, marks=() if damage in REPRESENTATIVE else pytest.mark.slow,
                       id=f"{command}-{damage}")
          for command in COMMANDS for damage in DAMAGES]
