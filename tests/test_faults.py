@@ -31,12 +31,19 @@ def one_line_error(capsys, call):
 # ------------------------------------------------------------------ the run-directory lock
 
 def test_a_second_holder_of_the_lock_refuses_at_once(tmp_path):
-    with rundir.locked(str(tmp_path)):
-        start = time.perf_counter()
+    import threading
+    refused = []
+
+    def second_holder():  # a lock that waited for the first holder would never return while it is held
         with pytest.raises(UserError, match=f"in use by another genmnist process \\(pid {os.getpid()}\\)"):
             with rundir.locked(str(tmp_path)):
                 pass
-        assert time.perf_counter() - start < 1
+        refused.append(True)
+    with rundir.locked(str(tmp_path)):
+        thread = threading.Thread(target=second_holder, daemon=True)
+        thread.start()
+        thread.join(timeout=60)
+        assert refused == [True], "the second holder waited instead of refusing"
     with rundir.locked(str(tmp_path)):  # released on leaving the block
         pass
 
@@ -371,10 +378,23 @@ def test_sigterm_while_starting_up_exits_130_without_a_traceback(tiny_run, tmp_p
     _, data_dir = tiny_run
     proc = subprocess.Popen([sys.executable, "-m", "genmnist.train", "--data-dir", data_dir,
                              "--out", str(tmp_path / "run")], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)  # TensorFlow is still importing (about 8 s here)
+    _wait_until_catching(proc.pid, signal.SIGTERM)  # the start-up handler is in place; TensorFlow loads next
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted while starting" in err, err  # it landed during start-up, not in the training loop
+
+
+def _wait_until_catching(pid, signum, timeout=120):
+    """Until process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc): readiness, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            caught = int(next(line for line in f if line.startswith("SigCgt:")).split()[1], 16)
+        if caught >> (signum - 1) & 1:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never caught signal {signum}")
 
 
 @pytest.mark.slow
