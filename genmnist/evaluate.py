@@ -33,7 +33,7 @@ import zlib
 import numpy as np
 
 from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
-from genmnist.errors import UserError, exit_on_user_error
+from genmnist.errors import UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
 
 DEFAULT_NUM = 10000
 K = 3
@@ -280,7 +280,10 @@ def _table(samples, reference, k):
 def main(argv=None, classifier=None):
     """``classifier`` may be injected (tests); otherwise the pinned one (or ``--classifier``) is loaded."""
     args = parse_args(argv)
+    if __name__ == "__main__":
+        quiet_interrupts("genmnist.evaluate")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
     import_tensorflow()
+    sigterm_as_interrupt()
     from genmnist.classifier import FEATURE_DIM, load_classifier
     from genmnist.data import load_mnist
 
