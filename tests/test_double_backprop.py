@@ -61,7 +61,7 @@ def _tanh_critic():
 
 @pytest.mark.parametrize("model,spectral_norm,legacy_axes", [
     ("dcgan", False, False), pytest.param("dcgan", True, False, marks=pytest.mark.slow), ("wgan", False, False),
-    ("wgan", False, True), ("tanh", 0, 0)])
+    pytest.param("wgan", False, True, marks=pytest.mark.slow), ("tanh", 0, 0)])
 def test_cheap_penalty_and_its_gradients_equal_the_plain_formula(model, spectral_norm, legacy_axes):
     keras.utils.set_random_seed(0)
     if model == "tanh":  # a smooth critic: its second-order terms are real, nothing is cut

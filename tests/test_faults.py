@@ -346,6 +346,7 @@ def test_a_full_disk_at_a_checkpoint_exits_2_and_keeps_the_previous_one(tiny_run
     assert tf.train.latest_checkpoint(str(tmp_path / "full" / "checkpoints")).endswith("ckpt-4")
 
 
+@pytest.mark.slow  # trains a run first
 @pytest.mark.parametrize("where", ["data loading", "warm-up"])
 def test_an_interrupt_before_the_first_g_step_exits_130_without_a_traceback(tiny_run, tmp_path, capsys,
                                                                           monkeypatch, where):

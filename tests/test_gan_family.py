@@ -64,6 +64,7 @@ def test_gradient_penalty_adds_its_weight_times_the_penalty_to_the_critic_loss()
     np.testing.assert_allclose(float(m1["d_loss"]) - float(m2["d_loss"]), 10 * penalty, rtol=1e-4)
 
 
+@pytest.mark.slow  # the parity harness's WGAN stages rely on it too
 def test_given_interpolation_weights_replace_the_trainers_own_draw():
     """train_step's u (how the parity harness feeds the legacy graph's u) is the u the penalty uses."""
     preset = get_preset("dcgan", "default").with_loss("wgan-gp").replace(n_critic=1)
