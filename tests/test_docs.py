@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 COMMANDS = ("genmnist.train", "genmnist.sample", "genmnist.evaluate", "genmnist.convert", "legacy_v1.parity",
             "legacy_v1.train", "legacy_v1.predict", "bench.speed", "bench.process_speed", "bench.quality",
-            "bench.gan_family", "bench.statistical_parity", "bench.kill_soak")
+            "bench.gan_family", "bench.statistical_parity", "bench.kill_soak", "bench.search", "bench.disk",
+            "genmnist.classifier")
 # name=value settings the docs quote from the legacy TF1 code, which is not in this repository
 LEGACY_SETTINGS = {"epsilon", "train_epochs"}
 
