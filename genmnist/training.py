@@ -195,17 +195,20 @@ class GANTrainer:
     def _penalty(self, real, fake, u):
         legacy = self.preset.legacy_gradient_penalty  # legacy: norm over axis 1 only, no epsilon
         axes, epsilon = ([1], 0.0) if legacy else ([1, 2, 3], losses.GP_NORM_EPSILON)
-        penalty = (double_backprop.gradient_penalty if speedpaths.double_backprop(self.preset)
-                   else losses.gradient_penalty)
+        penalty = self._penalties().gradient_penalty
         real, fake, u = self._penalty_share(real, fake, u)
         return self.preset.gp_weight * penalty(self.discriminator, real, fake, u, axes, epsilon)
 
     def _r1(self, real):
         """gamma / 2 mean ||grad_x D(x)||^2 over (a share of) the real batch."""
-        penalty = (double_backprop.input_gradient_penalty if speedpaths.double_backprop(self.preset)
-                   else losses.input_gradient_penalty)
         (real,) = self._penalty_share(real)
-        return self.preset.r1_weight / 2 * penalty(self.discriminator, real, losses.r1_penalty)
+        return self.preset.r1_weight / 2 * self._penalties().input_gradient_penalty(
+            self.discriminator, real, losses.r1_penalty)
+
+    def _penalties(self):
+        """Where the input-gradient penalties come from: the cheaper double backprop (a speed path) or
+        the plain formulas of genmnist.losses; both modules offer the same two functions."""
+        return double_backprop if speedpaths.double_backprop(self.preset) else losses
 
     def _penalty_share(self, *batches):
         """The first ``penalty_fraction`` of each batch's examples (at least one): a cheaper penalty."""
@@ -234,9 +237,9 @@ class GANTrainer:
                 real_scores = self.discriminator(real, training=True)
                 fake_scores = self.discriminator(fake, training=True)
             d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
-            penalty = self._penalty(real, fake, u) if self.preset.gp_weight else None
-            if self.preset.r1_weight:
-                penalty = self._r1(real) + (0.0 if penalty is None else penalty)
+            penalties = ([self._penalty(real, fake, u)] if self.preset.gp_weight else []) + \
+                ([self._r1(real)] if self.preset.r1_weight else [])
+            penalty = tf.add_n(penalties) if penalties else None
             if penalty is not None:
                 d_loss += penalty
             scaled = self.d_optimizer.scale_loss(d_loss * self.loss_scale)  # float16: loss scaling
