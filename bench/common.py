@@ -4,6 +4,7 @@ Training runs are ``python -m genmnist.train`` subprocesses (one per run, as a u
 would start them), so a benchmark measures the command line itself.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from genmnist import evaluate, rundir, sample
+from genmnist import evaluate, precision, rundir, sample
 from genmnist.classifier import load_classifier
 from genmnist.data import load_mnist, real_mnist_dir
 from genmnist.models import BatchNorm, SamplingStatistics
@@ -19,9 +20,17 @@ from genmnist.models import BatchNorm, SamplingStatistics
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = real_mnist_dir()
 RESULTS = os.path.join(ROOT, "bench", "results")
-# Cores this process may use (a job pinned with taskset gets fewer than the machine has).
-MACHINE = (f"{platform.node()} {platform.machine()}, "
-           f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores, no GPU")
+MACHINE = precision.cpu_description()  # the CPU line every results file names: model, usable cores, flags
+
+
+def machine():
+    """The machine record of a timed benchmark: :data:`MACHINE`, the flags behind it (whether bfloat16 is
+    native), the software, and the load average at the start (the machines are shared)."""
+    import keras
+    import tensorflow as tf
+    return {"cpu": MACHINE, "cpu_flags": sorted(precision.cpu_flags() & set(precision.REPORTED_CPU_FLAGS)),
+            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "load_average_start": os.getloadavg()}
 
 
 def shown_path(path):
@@ -98,6 +107,25 @@ def scoring_reference(data_dir, num):
     real = evaluate.prepare_real(classifier, load_mnist(data_dir, "test").images)
     ceiling = evaluate.evaluate_images(load_mnist(data_dir, "train").images[:num], classifier, real)
     return classifier, real, ceiling
+
+
+def add_collect_flags(parser, collect_help, metavar):
+    """--collect (train nothing: rebuild the table from earlier results) and --notes, which a rebuilt
+    table keeps."""
+    parser.add_argument("--collect", nargs="+", metavar=metavar, help="train nothing: " + collect_help)
+    parser.add_argument("--notes", metavar="MD", help="markdown appended to the results table (where the rows "
+                                                      "come from), so that a rebuilt table keeps it")
+
+
+def timing_parser(doc, data_dir_help):
+    """The flags every speed benchmark shares: the data, the precisions timed, where results go."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--data-dir", default=DATA_DIR, help=data_dir_help)
+    p.add_argument("--precisions", nargs="+", choices=precision.PRECISIONS, default=["float32", "mixed_bfloat16"],
+                   help="precisions of the default preset to time; add mixed_float16 on a GPU (CPUs have no "
+                        "fast float16 kernels)")
+    p.add_argument("--results", default=RESULTS)
+    return p
 
 
 def notes(path):

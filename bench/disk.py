@@ -11,12 +11,11 @@ the step.  The parts are told apart by the checkpoint's own key paths.
 import argparse
 import datetime
 import os
-import subprocess
 import sys
 
 import numpy as np
 
-from bench.common import RESULTS, command_line, shown_path, write_report
+from bench.common import MACHINE, RESULTS, command_line, shown_path, write_report
 from genmnist import import_tensorflow, rundir
 
 
@@ -81,20 +80,12 @@ def markdown(info):
     return "\n".join(lines)
 
 
-def _machine():
-    info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} cores, flags: {' '.join(shown) or 'none'}"
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.disk", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by genmnist.train")
     p.add_argument("--results", default=RESULTS, help="where disk.md and disk.json go")
     args = p.parse_args(argv)
-    info = {"command": command_line("bench.disk"), "machine": _machine(),
+    info = {"command": command_line("bench.disk"), "machine": MACHINE,
             "date": datetime.date.today().isoformat(), "runs": [measure(r) for r in args.runs]}
     write_report(args.results, "disk", info, markdown)
     return 0

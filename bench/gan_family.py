@@ -59,11 +59,7 @@ def main():
     p.add_argument("--results", default=common.RESULTS)
     p.add_argument("--spectral-norm", action="store_true",
                    help="train these rows with spectral normalisation on the discriminator (rows marked sn)")
-    p.add_argument("--collect", nargs="+", metavar="JSON",
-                   help="train nothing: merge the rows of these gan_family.json files (later files win)")
-    p.add_argument("--notes", metavar="MD",
-                   help="markdown appended to the results table (where the rows come from), so that a "
-                        "rebuilt table keeps it")
+    common.add_collect_flags(p, "merge the rows of these gan_family.json files (later files win)", "JSON")
     args = p.parse_args()
 
     classifier, real, ceiling = scoring_reference(args.data_dir, args.num)

@@ -18,7 +18,6 @@ import datetime
 import glob
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -28,20 +27,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from bench.common import DATA_DIR, RESULTS, ROOT, command_line, write_report
+from bench.common import DATA_DIR, RESULTS, ROOT, command_line, machine, write_report
 from genmnist import rundir
-
-
-def machine():
-    info = {}
-    for line in open("/proc/cpuinfo"):
-        key, _, value = (part.strip() for part in line.partition(":"))
-        if key in ("model name", "flags") and key not in info:
-            info[key] = value
-    return {"cpu": info.get("model name", platform.processor()), "cpu_flags": info.get("flags", ""),
-            "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "load_average_start": os.getloadavg()}
 
 
 def train_command(args, out, resume):
@@ -187,18 +174,12 @@ def compare_runs(reference, soaked):
             "export_present": os.path.isfile(rundir.path(soaked, rundir.EXPORT, "generator.keras"))}
 
 
-def simd_flags(flags):
-    return [f for f in flags.split() if f.startswith(("avx", "fma", "sse4", "amx"))]
-
-
 def markdown(result):
     m, c = result["machine"], result["comparison"]
     lines = ["# Kill soak", "",
              f"- command: `{result['command']}`", f"- date: {result['date']}",
-             f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), shared with other jobs "
-             f"(load average {m['load_average_start'][0]:.1f} at start); TensorFlow {m['tensorflow']}, "
-             f"Python {m['python']}; no GPU",
-             f"- CPU flags (SIMD; all in the JSON): {' '.join(simd_flags(m['cpu_flags']))}",
+             f"- machine: {m['cpu']}, shared with other jobs (load average {m['load_average_start'][0]:.1f} at "
+             f"start); TensorFlow {m['tensorflow']}, Python {m['python']}; no GPU",
              f"- run: `{' '.join(result['train_command'])}` (reference: the same, never killed; "
              f"{result['reference_seconds']:.0f} s)",
              f"- {len(result['kills'])} SIGKILLs at points of the run drawn with seed {result['kill_seed']}: a phase "

@@ -13,7 +13,6 @@ sampling statistics costs a default 10,000-step run.  Writes
 bench/results/process_speed.{json,md}.
 """
 
-import argparse
 import datetime
 import os
 import resource
@@ -24,7 +23,7 @@ import time
 
 import numpy as np
 
-from bench.common import DATA_DIR, RESULTS, ROOT, command_line, write_report
+from bench.common import ROOT, command_line, machine, timing_parser, write_report
 from genmnist import precision
 from genmnist.models import build_models
 
@@ -106,21 +105,16 @@ def statistics_share(name, data_dir, repeats=5):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=DATA_DIR,
-                   help="MNIST IDX directory (both trainers read it)")
+    p = timing_parser(__doc__, "MNIST IDX directory (both trainers read it)")
     p.add_argument("--short", type=int, default=20, help="steps of the short process")
     p.add_argument("--long", type=int, default=120, help="steps of the long process")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
-    p.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"], choices=precision.PRECISIONS)
-    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     if not 0 < args.short < args.long:
         p.error("need 0 < --short < --long")
     info = {"command": command_line("bench.process_speed"),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "cpu_flags": sorted(precision.cpu_flags() & set(precision.REPORTED_CPU_FLAGS)),
-            "load_average_start": os.getloadavg(), "short": args.short, "long": args.long, "rounds": args.rounds}
+            "machine": machine(), "short": args.short, "long": args.long, "rounds": args.rounds}
     wall, cpu = per_step_rounds(variants(args.precisions), args.data_dir, args.short, args.long, args.rounds)
     base = "legacy_v1.train"
     info["per_step"] = {name: {"wall_s": float(np.median(wall[name])), "cpu_s": float(np.median(cpu[name])),
@@ -129,17 +123,17 @@ def main(argv=None):
                                "cpu_ratio": float(np.median(np.array(cpu[name]) / np.array(cpu[base])))}
                         for name in wall}
     info["statistics"] = {name: statistics_share(name, args.data_dir) for name in args.precisions}
-    info["load_average_end"] = os.getloadavg()
+    info["machine"]["load_average_end"] = os.getloadavg()
     write_report(args.results, "process_speed", info, markdown)
     return 0
 
 
 def markdown(info):
+    m = info["machine"]
     lines = ["# Whole-process speed: genmnist.train vs legacy_v1.train", "",
              f"- command: `{info['command']}`", f"- date: {info['date']}",
-             f"- CPU flags: {', '.join(info['cpu_flags']) or 'none of ' + ', '.join(precision.REPORTED_CPU_FLAGS)}",
-             f"- load average {info['load_average_start'][0]:.1f} at start, {info['load_average_end'][0]:.1f} "
-             "at end (the machine is shared; the CPU-time ratio is the steadier one)",
+             f"- machine: {m['cpu']}; load average {m['load_average_start'][0]:.1f} at start, "
+             f"{m['load_average_end'][0]:.1f} at end (the machine is shared; the CPU-time ratio is the steadier one)",
              f"- per step = (time of a {info['long']}-step process - time of a {info['short']}-step process) / "
              f"{info['long'] - info['short']}; {info['rounds']} interleaved rounds, medians; ratios within a round",
              "", "| process | wall s/step | wall ratio to legacy_v1 | CPU s/step | CPU ratio to legacy_v1 | "

@@ -49,11 +49,7 @@ def main():
     p.add_argument("--rescore", action="store_true",
                    help="train nothing: score the checkpoints these runs kept at --budgets again "
                         "(train s is then unknown: nan)")
-    p.add_argument("--collect", nargs="+", metavar="LOG",
-                   help="train nothing: rebuild the results from the JSON rows these earlier runs printed")
-    p.add_argument("--notes", metavar="MD",
-                   help="markdown appended to the results table (where the rows come from), so that a "
-                        "rebuilt table keeps it")
+    common.add_collect_flags(p, "rebuild the results from the JSON rows these earlier runs printed", "LOG")
     args = p.parse_args()
 
     classifier, real, ceiling = scoring_reference(args.data_dir, args.num)

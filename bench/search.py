@@ -174,7 +174,7 @@ def train_to(run_dir, flags, seed, steps, data_dir, log_path):
 
 def _at_least(run_dir, steps):
     latest = rundir.latest_checkpoint(run_dir)
-    return latest is not None and int(latest.rsplit("-", 1)[1]) >= steps
+    return latest is not None and rundir.checkpoint_number(latest) >= steps
 
 
 def score(run_dir, steps, reference, num):

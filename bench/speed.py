@@ -10,12 +10,10 @@ are taken within a round, then the median over rounds is reported.  Writes
 bench/results/speed.{json,md}.
 """
 
-import argparse
 import datetime
 import io
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.common import DATA_DIR, RESULTS, command_line, shown_path, write_report
+from bench.common import command_line, machine, shown_path, timing_parser, write_report
 from genmnist import loop, precision
 from genmnist.data import batches, load_mnist
 from genmnist.defaults import CHECKPOINT_EVERY, LOG_EVERY
@@ -38,15 +36,6 @@ TARGET_RATIO, TARGET_OVERHEAD = 0.9, 0.03
 # The default preset's step: float32 and the best precision against legacy_v1, and the best one's use of its peak.
 TARGET_FLOAT32_RATIO, TARGET_BEST_RATIO, TARGET_BEST_PEAK = 0.85, 0.5, 0.6
 PEAK_DTYPES = {"matmul peak": tf.float32, "matmul peak bfloat16": tf.bfloat16}
-
-
-def machine():
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                  if line.startswith("model name")), platform.processor())
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "cpu_flags": sorted(precision.cpu_flags() & set(precision.REPORTED_CPU_FLAGS)),
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "load_average_start": os.getloadavg()}
 
 
 # --- FLOPs from the layer shapes -------------------------------------------------------------
@@ -266,16 +255,10 @@ def loop_overhead(trainer, data, loop_steps, out_dir):
 # --- main -------------------------------------------------------------------------------------
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=DATA_DIR,
-                   help="MNIST IDX directory; synthetic uint8 images when it has none")
+    p = timing_parser(__doc__, "MNIST IDX directory; synthetic uint8 images when it has none")
     p.add_argument("--steps", type=int, default=1, help="iterations per variant per round")
     p.add_argument("--repeats", type=int, default=30, help="interleaved rounds")
     p.add_argument("--loop-steps", type=int, default=30, help="iterations of the real loop for the input share")
-    p.add_argument("--precisions", nargs="+", choices=precision.PRECISIONS, default=["float32", "mixed_bfloat16"],
-                   help="precisions of the default preset's step to time; add mixed_float16 on a GPU (CPUs "
-                        "have no fast float16 kernels)")
-    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     started = time.perf_counter()
     info = {"machine": machine(), "command": command_line("bench.speed"),
@@ -423,10 +406,10 @@ def markdown(info):
     lines = [
         "# Speed benchmark", "",
         f"- command: `{info['command']}`", f"- date: {info['date']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), shared with other jobs "
-        f"(load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end)",
-        f"- CPU flags: {', '.join(m['cpu_flags']) or 'none of ' + ', '.join(precision.REPORTED_CPU_FLAGS)} "
-        f"(bfloat16 native: {'yes' if set(m['cpu_flags']) & set(precision.BF16_CPU_FLAGS) else 'no'})",
+        f"- machine: {m['cpu']} "
+        f"(bfloat16 native: {'yes' if set(m['cpu_flags']) & set(precision.BF16_CPU_FLAGS) else 'no'}), "
+        f"shared with other jobs (load average {m['load_average_start'][0]:.1f} at start, "
+        f"{m['load_average_end'][0]:.1f} at end)",
         f"- TensorFlow {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}; no GPU",
         f"- data: {info['data']}; batch {info['batch']}, legacy architecture; 'genmnist' is the legacy preset, "
         "'genmnist default, P' the default preset in precision P",

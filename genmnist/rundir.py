@@ -227,7 +227,7 @@ def read_index(directory):
 def present_checkpoints(directory):
     """The checkpoints whose index files are in ``directory``, oldest (lowest number) first."""
     found = [f[:-len(".index")] for f in glob.glob(os.path.join(directory, "ckpt-*.index"))]
-    return sorted((f for f in found if _number(f) >= 0), key=_number)
+    return sorted((f for f in found if checkpoint_number(f) >= 0), key=checkpoint_number)
 
 
 def run_checkpoints(run_dir, warn=True):
@@ -297,7 +297,7 @@ def checkpoint_bytes(manager):
     return total
 
 
-def _number(checkpoint_file):
+def checkpoint_number(checkpoint_file):
     """N of ``ckpt-N.index``, ``ckpt-N.data-*`` or ``ckpt-N_temp``; -1 for anything else."""
     stem = os.path.basename(checkpoint_file).split(".")[0].split("_")[0]
     return int(stem[5:]) if stem.startswith("ckpt-") and stem[5:].isdigit() else -1
@@ -309,14 +309,14 @@ def remove_partial_checkpoints(directory, number=None):
     newer than every one the state file lists (written, but killed before it was recorded)."""
     state, _ = read_index(directory)
     if state is not None:
-        newest = max(_number(p) for p in state.all_model_checkpoint_paths)
+        newest = max(checkpoint_number(p) for p in state.all_model_checkpoint_paths)
     elif number is not None:
         newest = number - 1  # nothing recorded yet: checkpoint N's files are this invocation's failed write
     else:
         newest = math.inf  # no index says which are recorded: leave every checkpoint alone
     pattern = "*" if number is None else str(number)
     leftovers = glob.glob(os.path.join(directory, f"ckpt-{pattern}_temp*"))
-    leftovers += [f for f in glob.glob(os.path.join(directory, f"ckpt-{pattern}.*")) if _number(f) > newest]
+    leftovers += [f for f in glob.glob(os.path.join(directory, f"ckpt-{pattern}.*")) if checkpoint_number(f) > newest]
     leftovers += glob.glob(os.path.join(directory, "checkpoint.tmp*"))
     for leftover in leftovers:
         if os.path.isdir(leftover):

@@ -34,6 +34,23 @@ def write_idx_dir(directory, n=256, seed=0, compress=True, prefix="train"):
     return images, labels
 
 
+def train_tiny(out, data_dir, *extra, steps):
+    """genmnist.train in this process on tiny data: batch 16, a log line every 2 and a checkpoint every 4
+    iterations."""
+    from genmnist import train
+    return train.main(["--data-dir", data_dir, "--out", str(out), "--steps", str(steps), "--batch-size", "16",
+                       "--log-every", "2", "--checkpoint-every", "4", *extra])
+
+
+def make_tiny_run(tmp_path_factory, train_run):
+    """A run trained by ``train_run(out, data_dir)`` on 256 fake digits: (its directory, the data's)."""
+    data_dir = tmp_path_factory.mktemp("data")
+    write_idx_dir(data_dir)
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert train_run(out, str(data_dir)) == 0
+    return out, str(data_dir)
+
+
 @pytest.fixture
 def idx_dir(tmp_path):
     directory = tmp_path / "mnist"

@@ -4,6 +4,7 @@ import os
 
 import tensorflow as tf
 
+from bench import common
 from bench import kill_soak as soak
 
 
@@ -40,8 +41,7 @@ def test_markdown_report_renders_a_row_per_kill(tmp_path):
               "aimed_at": "steps (45.20)",
               "landed": "steps", "last_line": "[##] 45/300 | x", "checkpoints_listed": 1, "unreadable": [],
               "latest_after": 20} for i in range(3)]
-    result = {"machine": {"cpu": "cpu", "cpu_flags": "fpu avx2 fma", "cores": 2, "usable_cores": 2,
-                          "python": "3", "tensorflow": "2", "load_average_start": (1.0, 1.0, 1.0)},
+    result = {"machine": common.machine(),
               "command": "python bench/kill_soak.py", "date": "today", "train_command": ["python", "-m", "x"],
               "reference_seconds": 100.0, "kill_seed": 0, "kills": kills, "resumes": 3, "finished_early": 0,
               "final_rc": 0, "unreadable_total": 0, "passed": True,

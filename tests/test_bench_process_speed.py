@@ -1,6 +1,6 @@
 """bench/process_speed.py: the timed commands and the report."""
 
-from bench import process_speed
+from bench import common, process_speed
 
 
 def test_variants_time_legacy_and_each_precision_of_the_default_preset():
@@ -15,8 +15,8 @@ def test_variants_time_legacy_and_each_precision_of_the_default_preset():
 def test_report_judges_both_ratios_and_the_statistics_share():
     def row(wall, cpu):
         return {"wall_s": 0.3, "cpu_s": 0.3, "wall_ratio": wall, "cpu_ratio": cpu}
-    info = {"command": "python -m bench.process_speed", "date": "today", "cpu_flags": ["amx_bf16"],
-            "load_average_start": (1.0, 1.0, 1.0), "load_average_end": (2.0, 1.0, 1.0), "short": 20, "long": 120,
+    info = {"command": "python -m bench.process_speed", "date": "today",
+            "machine": {**common.machine(), "load_average_end": (2.0, 1.0, 1.0)}, "short": 20, "long": 120,
             "rounds": 2, "per_step": {"legacy_v1.train": row(1.0, 1.0), "genmnist default, float32": row(0.95, 0.85),
                                       "genmnist default, mixed_bfloat16": row(0.5, 0.45)},
             "statistics": {"float32": {"recompute_s": 0.2, "step_s": 0.2, "grids": 29, "share": 0.0029}}}

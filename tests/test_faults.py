@@ -14,6 +14,8 @@ from genmnist import convert, rundir, sample
 from genmnist.errors import UserError
 from genmnist.presets import PRESETS
 
+from conftest import make_tiny_run, train_tiny
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -254,9 +256,7 @@ def test_an_interrupt_reaching_the_cli_wrapper_is_one_line_and_130(capsys):
 # ------------------------------------------------------------------ genmnist.train
 
 def run_train(out, data_dir, *extra, steps=8):
-    from genmnist import train
-    return train.main(["--data-dir", data_dir, "--out", str(out), "--steps", str(steps), "--batch-size", "16",
-                       "--log-every", "2", "--checkpoint-every", "4", "--no-export", *extra])
+    return train_tiny(out, data_dir, "--no-export", *extra, steps=steps)
 
 
 def final_tensors(run):
@@ -267,12 +267,7 @@ def final_tensors(run):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """8 iterations on fake IDX data, checkpoints at 4 and 8."""
-    from conftest import write_idx_dir
-    data_dir = tmp_path_factory.mktemp("data")
-    write_idx_dir(data_dir)
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert run_train(out, str(data_dir)) == 0
-    return out, str(data_dir)
+    return make_tiny_run(tmp_path_factory, run_train)
 
 
 def test_train_into_a_locked_run_directory_refuses_before_loading_data(tmp_path, capsys):

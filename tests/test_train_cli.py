@@ -17,13 +17,13 @@ import tensorflow as tf
 from genmnist import images, loop, rundir, sample, train
 from genmnist.models import Z_DIM, build_models
 
+from conftest import make_tiny_run, train_tiny
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_train(out, data_dir, *extra, steps=12):
-    argv = ["--data-dir", data_dir, "--out", str(out), "--steps", str(steps), "--batch-size", "16",
-            "--log-every", "2", "--checkpoint-every", "4", *extra]
-    return train.main(argv)
+    return train_tiny(out, data_dir, *extra, steps=steps)
 
 
 def weights(run_dir):
@@ -39,12 +39,8 @@ def assert_same_weights(a, b):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from conftest import write_idx_dir
-    data_dir = tmp_path_factory.mktemp("data")
-    write_idx_dir(data_dir)
-    out = tmp_path_factory.mktemp("runs") / "full"
-    assert run_train(out, str(data_dir)) == 0
-    return out, str(data_dir)
+    """12 iterations with the export."""
+    return make_tiny_run(tmp_path_factory, run_train)
 
 
 @pytest.mark.slow
@@ -128,11 +124,13 @@ def _spawn(out, data_dir, steps, *extra):
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_checkpoint(out, proc, timeout=120):
+def _spawn_until_a_checkpoint(out, data_dir, steps, timeout=120):
+    """A training process, returned once its first checkpoint is on disk (while it still runs)."""
+    proc = _spawn(out, data_dir, steps)
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         if tf.train.latest_checkpoint(str(out / "checkpoints")):
-            return
+            return proc
         time.sleep(0.2)
     raise AssertionError("no checkpoint appeared")
 
@@ -141,8 +139,7 @@ def _wait_for_checkpoint(out, proc, timeout=120):
 def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tmp_path):
     out, data_dir = finished_run
     killed = tmp_path / "killed"
-    proc = _spawn(killed, data_dir, steps=12)
-    _wait_for_checkpoint(killed, proc)
+    proc = _spawn_until_a_checkpoint(killed, data_dir, steps=12)
     proc.kill()
     assert proc.wait() == -signal.SIGKILL  # the kill landed before the run finished
     stopped_at = int(tf.train.latest_checkpoint(str(killed / "checkpoints")).rsplit("-", 1)[1])
@@ -155,8 +152,7 @@ def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tm
 def test_sigint_saves_a_checkpoint_and_exits_130(finished_run, tmp_path):
     _, data_dir = finished_run
     interrupted = tmp_path / "interrupted"
-    proc = _spawn(interrupted, data_dir, steps=100000)
-    _wait_for_checkpoint(interrupted, proc)
+    proc = _spawn_until_a_checkpoint(interrupted, data_dir, steps=100000)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
