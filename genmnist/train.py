@@ -59,8 +59,8 @@ def parse_args(argv=None):
                    help=f"WGAN-GP gradient penalty weight (default: {wgan_gp['gp_weight']:g} with --loss wgan-gp, "
                         "else off)")
     p.add_argument("--r1", type=argtypes.non_negative_float, default=None, metavar="GAMMA",
-                   help="R1 penalty on real images: D's loss += GAMMA / 2 mean ||grad_x D(x)||^2 (default: the "
-                        "preset's, off)")
+                   help="R1 penalty on real images: D's loss += GAMMA / 2 mean ||grad_x D(x)||^2 (0: off; default: "
+                        f"the preset's with its own loss, off with another --loss; {_by_preset('r1_weight')})")
     p.add_argument("--penalty-fraction", type=argtypes.positive_fraction, default=None,
                    help="compute the gradient penalty and R1 on this share of each batch (default: the preset's, 1)")
     p.add_argument("--spectral-norm", action="store_true",
@@ -73,11 +73,14 @@ def parse_args(argv=None):
                         "(minimax/nonsaturating losses; default: the preset's)")
     p.add_argument("--ema", type=argtypes.fraction, default=None, metavar="DECAY",
                    help="sample and export from an exponential moving average of G's weights with this "
-                        "decay, e.g. 0.999 (0: off; default: the preset's)")
-    p.add_argument("--steps", type=argtypes.positive_int, default=10000,
-                   help="training iterations (one D and one G update each), after the D-only warm-up; "
-                        "the legacy script's length is 10000")
-    p.add_argument("--batch-size", type=argtypes.positive_int, default=128, help="images per batch")
+                        f"decay, e.g. 0.999 (0: off; default: the preset's; {_by_preset('ema_decay')})")
+    p.add_argument("--steps", type=argtypes.positive_int, default=None,
+                   help="training iterations (one D and one G update each), after the D-only warm-up (default: "
+                        f"the preset's; {_by_preset('run_steps')}: the legacy script's length, and for the "
+                        "default preset what fits fifteen minutes on an idle 2-core CPU). With --resume: "
+                        "the run's own unless given")
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=None,
+                   help=f"images per batch (default: the preset's; {_by_preset('run_batch_size')})")
     p.add_argument("--learning-rate", type=argtypes.positive_float, default=None,
                    help=f"Adam learning rate for both networks (default: the preset's; {_by_preset('learning_rate')})")
     p.add_argument("--d-learning-rate", type=argtypes.positive_float, default=None,
@@ -152,7 +155,7 @@ def _run_config(args):
         if ignored:
             print(f"ignoring {', '.join(ignored)}: a resumed run keeps the settings it was started with",
                   file=sys.stderr)
-        config["steps"] = args.steps
+        config["steps"] = args.steps or config["steps"]
         config["data_dir"] = args.data_dir if args.data_dir is not None else config.get("data_dir")
         return config
     if rundir.latest_checkpoint(args.out):
@@ -170,7 +173,8 @@ def _run_config(args):
                                 else None)
     except ValueError as err:  # the preset names the field; the flag has the same name
         raise UserError(str(err)) from None
-    return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
+    return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size or preset.run_batch_size,
+            "steps": args.steps or preset.run_steps,
             "precision": precision.resolve(args.precision, preset),
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "init_from": os.path.abspath(args.init_from) if args.init_from else None,
@@ -244,8 +248,8 @@ def _interrupted(run_dir, steps):
     from genmnist import rundir
 
     if rundir.latest_checkpoint(run_dir):
-        print(f"\ngenmnist.train: interrupted; continue with: python -m genmnist.train --out {run_dir} --resume "
-              f"--steps {steps}", file=sys.stderr)
+        print(f"\ngenmnist.train: interrupted; continue with: python -m genmnist.train --out {run_dir} --resume"
+              + (f" --steps {steps}" if steps else ""), file=sys.stderr)
     else:
         print("\ngenmnist.train: interrupted before the first training step; nothing saved: "
               "run the same command again", file=sys.stderr)

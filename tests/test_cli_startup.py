@@ -60,11 +60,16 @@ def test_a_command_that_loads_tensorflow_prints_only_its_own_line(tmp_path):
 
 def test_the_help_defaults_say_something(capsys):
     from genmnist import train
+    from genmnist.presets import MODELS
     with pytest.raises(SystemExit):
         train.parse_args(["--help"])
     help_text = capsys.readouterr().out
     assert "(default: None)" not in help_text and "(default: False)" not in help_text
-    assert "--pixel-range LOW,HIGH" in help_text and "(default: 10000)" in help_text
+    flat = " ".join(help_text.split())
+    assert "--pixel-range LOW,HIGH" in help_text and "(default: 2000)" in flat  # --eval-num's
+    for model, presets in MODELS.items():  # --steps and --batch-size read their defaults from the presets
+        for name, preset in presets.items():
+            assert f"{model} {name}: {preset.run_steps}" in flat and f"{model} {name}: {preset.run_batch_size}" in flat
 
 
 def test_import_tensorflow_drops_only_the_early_info_lines():

@@ -93,8 +93,9 @@ def damage(checkpoint, how="truncate"):
 
 @pytest.fixture
 def two_checkpoint_run(tmp_path):
-    """A run directory with ckpt-1 and ckpt-2 of an untrained default generator, different weights in each."""
-    preset = PRESETS["default"]
+    """A run directory with ckpt-1 and ckpt-2 of an untrained default generator (no weight average: G alone
+    is saved), different weights in each."""
+    preset = PRESETS["default"].replace(ema_decay=0.0)
     generator, _ = rundir.build_models(preset)
     rundir.write_config(str(tmp_path), {"preset": preset.to_dict(), "batch_size": 8, "seed": 0})
     manager = rundir.checkpoint_manager(str(tmp_path), generator=generator)

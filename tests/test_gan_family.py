@@ -102,7 +102,9 @@ def test_legacy_wgan_preset_uses_the_legacy_penalty_and_sign():
 
 
 def test_spectral_norm_keeps_the_legacy_names_and_normalises():
-    preset = get_preset("dcgan", "default").replace(spectral_norm=True)
+    # One power iteration per call tracks the kernel as G's rate moves it; D's faster default rate moves
+    # it further per step than three iterations converge.
+    preset = get_preset("dcgan", "default").replace(spectral_norm=True, d_learning_rate=2e-4)
     trainer, real, z = _trainer(preset)
     for _ in range(3):
         trainer.train_step(real, z)

@@ -184,6 +184,7 @@ def test_only_non_legacy_presets_without_a_penalty_take_the_fast_image_gradient(
 
     def first_layer(preset):  # on a CPU: tests/test_speedpaths.py covers a GPU and the switch
         return type(build_models(preset)[1].get_layer("d_1"))
-    assert first_layer(PRESETS["default"]) is ImageConv2D
+    assert first_layer(PRESETS["default"].replace(r1_weight=0.0)) is ImageConv2D
     assert first_layer(PRESETS["legacy"]) is not ImageConv2D  # parity with the legacy graph's sums
+    assert first_layer(PRESETS["default"]) is not ImageConv2D  # its R1 penalty
     assert first_layer(PRESETS["default"].with_loss("wgan-gp")) is not ImageConv2D

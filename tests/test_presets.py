@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 
 from genmnist import rundir, train
@@ -78,3 +79,45 @@ def test_a_loss_brings_its_schedule_and_drops_the_previous_one():
     assert (wgan.with_loss("hinge").n_critic, wgan.with_loss("hinge").clip) == (1, 0.0)
     with pytest.raises(ValueError, match="nonsaturating"):
         PRESETS["default"].with_loss("nope")
+
+
+def test_the_default_preset_is_the_searched_recipe():
+    """The fields docs/search.md chose (the R1 penalty, D at twice G's rate, the weight average, batch 64,
+    a run that fits fifteen minutes); the legacy presets keep the legacy run."""
+    default = PRESETS["default"]
+    assert (default.loss, default.r1_weight, default.learning_rate, default.d_learning_rate, default.beta1) == \
+        ("nonsaturating", 10.0, 2e-4, 4e-4, 0.5)
+    assert (default.ema_decay, default.sampling_stats, default.bn_momentum, default.gp_weight) == \
+        (0.999, "recomputed", 0.99, 0.0)
+    assert (default.run_steps, default.run_batch_size) == (2500, 64)
+    for presets in MODELS.values():
+        assert (presets["legacy"].run_steps, presets["legacy"].run_batch_size) == (10000, 128)
+
+
+def test_another_loss_leaves_the_default_preset_s_r1_behind():
+    assert PRESETS["default"].with_loss("wgan-gp").r1_weight == 0.0
+    assert PRESETS["default"].with_loss("nonsaturating").r1_weight == 0.0  # a loss brings only its own schedule
+    args = train.parse_args(["--loss", "hinge", "--r1", "3", "--out", "unused"])
+    assert train._run_config(args)["preset"].r1_weight == 3.0  # --r1 after --loss
+
+
+@pytest.mark.parametrize("argv, expected", [([], (2500, 64)), (["--preset", "legacy"], (10000, 128)),
+                                            (["--steps", "7", "--batch-size", "5"], (7, 5))])
+def test_run_length_and_batch_come_from_the_preset_unless_given(tmp_path, argv, expected):
+    config = train._run_config(train.parse_args([*argv, "--out", str(tmp_path / "run")]))
+    assert (config["steps"], config["batch_size"]) == expected
+
+
+@pytest.mark.slow
+def test_the_default_preset_trains_on_tiny_data_and_samples_its_average(idx_dir, tmp_path):
+    from conftest import train_tiny
+    run = tmp_path / "run"
+    assert train_tiny(run, idx_dir, "--no-export", steps=2) == 0
+    config = rundir.read_config(str(run))
+    assert config["preset"] == PRESETS["default"] and config["batch_size"] == 16
+    average, _ = rundir.restore_generator(str(run), True)
+    own, _ = rundir.restore_generator(str(run), False)
+    assert any(not np.array_equal(a, b) for a, b in zip(average.get_weights(), own.get_weights()))
+    assert all(np.isfinite(w).all() for w in average.get_weights())
+    resumed = train.parse_args(["--out", str(run), "--resume"])
+    assert train._run_config(resumed)["steps"] == 2  # a resume without --steps keeps the run's length

@@ -46,7 +46,8 @@ def test_the_switch_is_on_by_default_and_turns_every_path_off(gpus):
     assert Preset.__dataclass_fields__["speed_paths"].default is True
     assert _paths_taken(_trainer(PRESETS["default"])) == {
         "fused adam": [FusedAdam, FusedAdam], "fused batch norm": {True}, "joint d pass": True,
-        "image conv": True, "double backprop": True}
+        "image conv": False, "double backprop": True}  # no image conv: R1 keeps the reference arithmetic
+    assert _paths_taken(_trainer(PRESETS["default"].replace(r1_weight=0.0)))["image conv"] is True
     assert _paths_taken(_trainer(PRESETS["default"].replace(speed_paths=False))) == {
         "fused adam": [keras.optimizers.Adam] * 2, "fused batch norm": {False}, "joint d pass": False,
         "image conv": False, "double backprop": False}
