@@ -26,8 +26,9 @@ import numpy as np
 from bench.common import ROOT, command_line, machine, timing_parser, write_report
 from genmnist import precision
 from genmnist.models import build_models
+from genmnist.presets import get_preset
 
-RUN_STEPS = 10000  # genmnist.train's default --steps
+RUN_STEPS = get_preset("dcgan", "default").run_steps  # a default run's length
 TARGET_RATIO, TARGET_STATS_SHARE = 0.9, 0.01
 
 
@@ -78,15 +79,14 @@ def statistics_share(name, data_dir, repeats=5):
 
     from genmnist.data import batches, load_mnist
     from genmnist.loop import is_milestone, noise
-    from genmnist.presets import get_preset
     from genmnist.training import GANTrainer
 
     preset = get_preset("dcgan", "default")
     with precision.policy(name):
         generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset)
-    real = next(iter(batches(load_mnist(data_dir).images, 128, preset.pixel_range, 0)))
-    z = noise(128, 0, 0)
+    real = next(iter(batches(load_mnist(data_dir).images, preset.run_batch_size, preset.pixel_range, 0)))
+    z = noise(preset.run_batch_size, 0, 0)
 
     def seconds(fn):
         fn(), fn()  # tracing

@@ -31,7 +31,7 @@ from genmnist.presets import get_preset
 from genmnist.training import GANTrainer
 
 BATCH = 128
-RUN_STEPS = 10000                     # the default --steps of genmnist.train
+RUN_STEPS = get_preset("dcgan", "default").run_steps  # a default run's length
 TARGET_RATIO, TARGET_OVERHEAD = 0.9, 0.03
 # The default preset's step: float32 and the best precision against legacy_v1, and the best one's use of its peak.
 TARGET_FLOAT32_RATIO, TARGET_BEST_RATIO, TARGET_BEST_PEAK = 0.85, 0.5, 0.6
@@ -219,7 +219,7 @@ def loop_overhead(trainer, data, loop_steps, out_dir):
     run = loop.Run(out_dir, {"preset": preset, "seed": seed, "data_dir": None}, strategy, trainer, step,
                    loop.checkpoint_manager(trainer, step, out_dir), chief=True)
     hooks = loop.make_hooks(run)
-    log = loop.MetricsLogger(loop.Progress(RUN_STEPS, 0, out=io.StringIO()), hooks.writer)
+    log = loop.MetricsLogger(loop.Progress(RUN_STEPS, 0, out=io.StringIO()), hooks.log)
 
     def timed(fn, *args):
         start = time.perf_counter()
@@ -234,7 +234,7 @@ def loop_overhead(trainer, data, loop_steps, out_dir):
     sample_s = [timed(sample, i) for i in milestones]  # the GIF grows, so time the real sequence
     log_s = float(np.median([timed(log, metrics, loop_steps) for _ in range(20)]))
     ckpt_s = float(np.median([timed(hooks.checkpoint.save) for _ in range(3)]))
-    hooks.writer.close()
+    hooks.log.close()
 
     step_s, wait_s = float(np.mean(compute)), float(np.mean(wait))
     items = {  # name: (seconds per occurrence, occurrences in a default run)

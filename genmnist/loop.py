@@ -9,6 +9,7 @@ uninterrupted one would; ``SampleWriter``, ``CheckpointHook``, ``Evaluator`` and
 """
 
 import atexit
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -153,12 +154,42 @@ def warm_up(trainer, stream, start):
             trainer.discriminator_step(*next(stream))
 
 
+class TensorBoardLog:
+    """RUN/logs, TensorBoard's event file (a no-op log off the chief).  TensorFlow writes it when its queue
+    flushes, from inside any summary call, so a full disk can surface in any of them: each becomes one
+    line naming the directory, and the run saves its steps and stops as it does for a sample grid."""
+
+    def __init__(self, directory=None):
+        self.directory = directory
+        self.writer = tf.summary.create_file_writer(directory) if directory else tf.summary.create_noop_writer()
+
+    @contextlib.contextmanager
+    def writing(self):
+        """The block's summaries go to this log."""
+        try:
+            with self.writer.as_default():
+                yield
+        except tf.errors.OpError as err:  # ResourceExhaustedError on a full disk
+            lines = [line.split("}}")[-1].strip() for line in err.message.splitlines()]  # no TF op name
+            reason = next((line for line in lines if "No space" in line), lines[0])
+            raise UserError(f"could not write the TensorBoard log in {self.directory}: {reason}; free space "
+                            "and continue with --resume") from None
+
+    def flush(self):
+        with self.writing():
+            self.writer.flush()
+
+    def close(self):
+        with self.writing():
+            self.writer.close()
+
+
 class SampleWriter:
     """The fixed-noise grid after N iterations: RUN/samples/step_N.png, a progress GIF frame and a
     TensorBoard image at step N, the step number of the checkpoint and the scalars of that moment."""
 
-    def __init__(self, run_dir, preset, seed, writer):
-        self.run_dir, self.pixel_range, self.writer = run_dir, preset.pixel_range, writer
+    def __init__(self, run_dir, preset, seed, log):
+        self.run_dir, self.pixel_range, self.log = run_dir, preset.pixel_range, log
         self.samples_dir = rundir.path(run_dir, rundir.SAMPLES)
         self.fixed_z = noise(NUM_SAMPLES, seed, -1)
 
@@ -166,7 +197,7 @@ class SampleWriter:
         picture = images.grid(images.to_uint8(sampler(self.fixed_z, training=False), self.pixel_range))
         images.write_png(os.path.join(self.samples_dir, f"step_{done:06d}.png"), picture)
         images.write_gif(images.milestone_pngs(self.samples_dir), rundir.path(self.run_dir, rundir.PROGRESS_GIF))
-        with self.writer.as_default():
+        with self.log.writing():
             tf.summary.image("samples", picture[None, :, :, None], step=done)
 
 
@@ -219,8 +250,8 @@ class MetricsLogger:
     TAGS = (("d_loss", "d_loss"), ("penalty", "penalty"), ("g_loss", "g_loss"), ("d_real", "D(x)"),
             ("d_fake", "D(G(z))"))
 
-    def __init__(self, progress, writer):
-        self.progress, self.writer = progress, writer
+    def __init__(self, progress, log):
+        self.progress, self.log = progress, log
 
     def __call__(self, metrics, done):
         values = {k: float(v) for k, v in metrics.items()}
@@ -228,7 +259,7 @@ class MetricsLogger:
             raise FloatingPointError(f"loss is not finite at step {done} "
                                      f"(d_loss={values['d_loss']}, g_loss={values['g_loss']})")
         rate = self.progress.update(done, values)
-        with self.writer.as_default():
+        with self.log.writing():
             for name, tag in self.TAGS:
                 if name in values:  # the penalty only where there is one
                     tf.summary.scalar(tag, values[name], step=done)
@@ -273,13 +304,13 @@ class Evaluator:
         if len(kept) < len(rows):
             self._write_rows(kept)
 
-    def __call__(self, generator, preset, step, writer):
+    def __call__(self, generator, preset, step, log):
         from genmnist.sample import generate
 
         metrics = self.evaluate.evaluate_images(generate(generator, preset, self.num, self.seed),
                                                 self.classifier, self.real)
         row = {"step": step, **{k: metrics[k] for k in self.COLUMNS[1:]}}
-        with writer.as_default():
+        with log.writing():
             for name in self.COLUMNS[1:]:
                 tf.summary.scalar(f"eval/{name}", row[name], step=step)
         self._write_rows(self._rows() + [row])
@@ -291,7 +322,7 @@ class Evaluator:
 class Hooks:
     """What runs around the steps; ``samples`` and ``evaluator`` are None where they do not run."""
 
-    writer: object  # the TensorBoard writer (a no-op one off the chief)
+    log: TensorBoardLog
     checkpoint: CheckpointHook
     samples: SampleWriter | None = None
     evaluator: Evaluator | None = None
@@ -300,12 +331,11 @@ class Hooks:
 def make_hooks(run, eval_every=0, eval_num=2000):
     """The hooks of ``run``: only the chief writes samples, logs and evaluations."""
     chief = run.chief
-    writer = (tf.summary.create_file_writer(rundir.path(run.run_dir, rundir.LOGS)) if chief
-              else tf.summary.create_noop_writer())
+    log = TensorBoardLog(rundir.path(run.run_dir, rundir.LOGS) if chief else None)
     models = run.trainer.generator.variables + run.trainer.discriminator.variables
     seed = run.config["seed"]
-    return Hooks(writer, CheckpointHook(run.manager, run.step, models),
-                 SampleWriter(run.run_dir, run.preset, seed, writer) if chief else None,
+    return Hooks(log, CheckpointHook(run.manager, run.step, models),
+                 SampleWriter(run.run_dir, run.preset, seed, log) if chief else None,
                  Evaluator(run.run_dir, run.config["data_dir"], eval_num, seed, run.start)
                  if eval_every and chief else None)
 
@@ -339,7 +369,7 @@ def train_loop(run, stream, schedule, hooks, progress=None):
     """Iterations ``run.start``..``schedule.total``; raises FloatingPointError on a non-finite loss
     and lets KeyboardInterrupt through, the progress line closed either way."""
     progress = progress or Progress(schedule.total, run.start)
-    log = MetricsLogger(progress, hooks.writer)
+    log = MetricsLogger(progress, hooks.log)
     if run.start == 0:
         _sample_and_evaluate(run, schedule, hooks, 0, evaluate=False)  # G as initialised (and D warmed up)
     try:
@@ -365,4 +395,4 @@ def _sample_and_evaluate(run, schedule, hooks, done, evaluate=True):
         if grid_due:
             hooks.samples(done, sampler)
         if eval_due:
-            hooks.evaluator(sampler, run.preset, done, hooks.writer)
+            hooks.evaluator(sampler, run.preset, done, hooks.log)

@@ -204,32 +204,36 @@ def train(args):
     hooks = loop.make_hooks(run, args.eval_every, args.eval_num)
     print(f"training {args.out}: preset {preset.name}, {len(data)} images, batch {config['batch_size']}, "
           f"steps {run.start}..{total}, seed {seed}, precision {config['precision']}", file=sys.stderr)
-    loop.warm_up(run.trainer, stream, run.start)
-    schedule = loop.Schedule(total, args.log_every, args.checkpoint_every, args.sample_every, args.eval_every)
     try:
-        loop.train_loop(run, stream, schedule, hooks)
-    except KeyboardInterrupt:
-        hooks.checkpoint("interrupted")
-        print(f"interrupted; continue with: python -m genmnist.train --out {args.out} --resume "
-              f"--steps {total}", file=sys.stderr)
-        return INTERRUPTED
-    except FloatingPointError as err:
-        print(f"error: training diverged: {err}; last good checkpoint: {run.manager.latest_checkpoint or 'none'}. "
-              "The legacy preset's raw-log losses do this once D saturates; --preset default uses stable losses.",
-              file=sys.stderr)
-        return 3
-    except UserError:  # a sample grid, the GIF or an evaluation could not be written (a full disk): keep the steps
-        hooks.checkpoint("stopped by the error below")
-        raise
-    except WORKER_LOST as err:
-        last = rundir.latest_checkpoint(args.out)
-        print(f"error: lost another worker ({type(err).__name__} in a collective op); last checkpoint: {last}. "
-              "Start every worker again with the same command plus --resume", file=sys.stderr)
-        return 4
-    hooks.checkpoint("final")
-    hooks.writer.flush()
-    if run.chief and not args.no_export:
-        _export(run, args.out)
+        loop.warm_up(run.trainer, stream, run.start)
+        schedule = loop.Schedule(total, args.log_every, args.checkpoint_every, args.sample_every, args.eval_every)
+        try:
+            loop.train_loop(run, stream, schedule, hooks)
+        except KeyboardInterrupt:
+            hooks.checkpoint("interrupted")
+            print(f"interrupted; continue with: python -m genmnist.train --out {args.out} --resume "
+                  f"--steps {total}", file=sys.stderr)
+            return INTERRUPTED
+        except FloatingPointError as err:
+            print(f"error: training diverged: {err}; last good checkpoint: {run.manager.latest_checkpoint or 'none'}. "
+                  "The legacy preset's raw-log losses do this once D saturates; --preset default uses stable losses.",
+                  file=sys.stderr)
+            return 3
+        except UserError:  # a grid, the GIF, the TensorBoard log or an evaluation could not be written: keep the steps
+            hooks.checkpoint("stopped by the error below")
+            raise
+        except WORKER_LOST as err:
+            last = rundir.latest_checkpoint(args.out)
+            print(f"error: lost another worker ({type(err).__name__} in a collective op); last checkpoint: {last}. "
+                  "Start every worker again with the same command plus --resume", file=sys.stderr)
+            return 4
+        hooks.checkpoint("final")
+        hooks.log.flush()
+        if run.chief and not args.no_export:
+            _export(run, args.out)
+    finally:
+        with contextlib.suppress(UserError):  # a write error is reported above; close the file regardless
+            hooks.log.close()
     print(f"done: samples in {rundir.path(args.out, rundir.SAMPLES)}, {rundir.PROGRESS_GIF}, checkpoints in "
           f"{rundir.path(args.out, rundir.CHECKPOINTS)}", file=sys.stderr)
     return 0

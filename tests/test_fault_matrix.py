@@ -335,6 +335,21 @@ def test_sample_on_a_full_disk_is_one_line_and_leaves_nothing(intact, tmp_path, 
         assert os.listdir(disk) == ["filler"]
 
 
+def test_a_full_disk_under_the_tensorboard_log_keeps_the_steps_and_is_one_line(data_dir, tmp_path, capsys):
+    """TensorFlow writes the event file when its queue flushes, inside whichever summary call that is."""
+    from genmnist import train
+    run = tmp_path / "run"
+    with small_disk(str(run / "logs"), size="32k"):
+        status, err = outcome(capsys, lambda: train.main([
+            "--preset", "legacy", "--data-dir", data_dir, "--out", str(run), "--steps", "12", "--batch-size", "16",
+            "--log-every", "1", "--sample-every", "1", "--checkpoint-every", "100", "--no-export"]))
+        check_clean(status, err)
+        assert status == 2 and "TensorBoard log" in err and "No space left on device" in err, err
+        stopped = rundir.latest_checkpoint(str(run))
+        assert stopped is not None and rundir.checkpoint_number(stopped) < 12  # the steps before it are kept
+        assert "--resume" in err.splitlines()[-1] and not temporaries(str(run))
+
+
 @pytest.mark.parametrize("out", OUTS)
 def test_an_interrupt_while_sample_writes_removes_the_temporary(intact, tmp_path, capsys, monkeypatch, out):
     run, _ = intact
