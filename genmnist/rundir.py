@@ -327,12 +327,15 @@ def remove_partial_checkpoints(directory, number=None):
 
 
 def save_checkpoint(manager, number):
-    """``manager.save(number)``; a failed write (disk full, ...) removes its partial files, keeps the
-    previous checkpoint the latest, and becomes a UserError saying how much space a checkpoint needs."""
+    """``manager.save(number)``; a failed or interrupted write removes its partial files and keeps the
+    previous checkpoint the latest; a failed one (disk full, ...) becomes a UserError saying how much
+    space a checkpoint needs."""
     try:
         return manager.save(checkpoint_number=number)
-    except (tf.errors.OpError, OSError) as err:
+    except BaseException as err:  # an interrupt (Ctrl-C, SIGTERM) mid-write too: no ckpt-N_temp left behind
         remove_partial_checkpoints(manager.directory, number)
+        if not isinstance(err, (tf.errors.OpError, OSError)):
+            raise
         # the cause ends TF's message ("PATH; No space left on device"); OSError has it on its own
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).split("; ")[-1][:100]
         previous = manager.latest_checkpoint or "none"

@@ -350,6 +350,65 @@ def test_a_full_disk_under_the_tensorboard_log_keeps_the_steps_and_is_one_line(d
         assert "--resume" in err.splitlines()[-1] and not temporaries(str(run))
 
 
+def _interrupt_mid_write(monkeypatch, owner, name, call, write_first=None):
+    """``owner.name`` raises KeyboardInterrupt (Ctrl-C; genmnist delivers SIGTERM as one) on its ``call``-th
+    call, after ``write_first(args)`` has put part of the output on disk."""
+    real, calls = getattr(owner, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            if write_first:
+                write_first(*args, **kwargs)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(owner, name, interrupted)
+
+
+def _half_gif(image, path, *args, **kwargs):
+    with open(path, "wb") as f:
+        f.write(b"GIF89a")
+
+
+def _half_checkpoint(manager, checkpoint_number):
+    os.makedirs(manager.directory, exist_ok=True)
+    with open(os.path.join(manager.directory, f"ckpt-{checkpoint_number}_temp"), "wb") as f:
+        f.write(b"partial")
+
+
+TRAINING_WRITES = {  # each write a run makes between its steps: where the interrupt lands, on which call
+    "sample grid": lambda mp: _interrupt_mid_write(mp, __import__("genmnist.images").images, "png_bytes", 3),
+    "progress GIF": lambda mp: _interrupt_mid_write(mp, __import__("PIL.Image").Image.Image, "save", 2,
+                                                    _half_gif),
+    "TensorBoard log": lambda mp: _interrupt_mid_write(mp, tf.summary, "scalar", 7),
+    "periodic checkpoint": lambda mp: _interrupt_mid_write(mp, tf.train.CheckpointManager, "save", 1,
+                                                           _half_checkpoint),
+}
+
+
+@pytest.mark.parametrize("write", [pytest.param(w, marks=() if w == "sample grid" else pytest.mark.slow)
+                                   for w in TRAINING_WRITES])
+def test_an_interrupt_during_each_training_write_saves_the_steps_and_leaves_no_temporary(data_dir, tmp_path,
+                                                                                          capsys, monkeypatch,
+                                                                                          write):
+    from genmnist import train
+    run = tmp_path / "run"
+    argv = ["--preset", "legacy", "--data-dir", data_dir, "--out", str(run), "--steps", "8", "--batch-size", "16",
+            "--log-every", "1", "--sample-every", "2", "--checkpoint-every", "4", "--no-export"]
+    with monkeypatch.context() as mp:
+        TRAINING_WRITES[write](mp)
+        status, err = outcome(capsys, lambda: train.main(argv))
+    assert status == 130 and "Traceback" not in err, err
+    assert "continue with: python -m genmnist.train" in err.strip().splitlines()[-1]
+    stopped = rundir.latest_checkpoint(str(run))
+    assert stopped is not None and rundir.checkpoint_number(stopped) < 8  # the interrupt landed mid-run
+    assert not temporaries(str(run))
+    kept = snapshot(str(run))
+    assert train.main(argv + ["--resume"]) in (0, None)  # the run goes on from there
+    assert rundir.checkpoint_number(rundir.latest_checkpoint(str(run))) == 8
+    assert all(path in snapshot(str(run)) for path in kept if not path.startswith("checkpoints"))
+
+
 @pytest.mark.parametrize("out", OUTS)
 def test_an_interrupt_while_sample_writes_removes_the_temporary(intact, tmp_path, capsys, monkeypatch, out):
     run, _ = intact
