@@ -9,7 +9,7 @@ everything a run does around the step (logging, milestone grids with their
 recomputed batch-norm statistics, the progress GIF).  Variants run in
 interleaved rounds and ratios are taken within a round (the machine is shared),
 then the median over rounds is reported.  Also measures what recomputing the
-sampling statistics costs a default 10,000-step run.  Writes
+sampling statistics costs a default run.  Writes
 bench/results/process_speed.{json,md}.
 """
 
