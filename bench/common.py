@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from genmnist import evaluate, precision, rundir, sample
+from genmnist import evaluate, precision, rundir, sample, trained
 from genmnist.classifier import load_classifier
 from genmnist.data import load_mnist, real_mnist_dir
 from genmnist.models import BatchNorm, SamplingStatistics
@@ -155,7 +155,7 @@ def evaluate_run(run_dir, classifier, real, num, seed, step=None):
     preset = rundir.read_config(run_dir)["preset"]
     results = {}
     for average in (True, False) if preset.ema_decay else (True,):
-        generator, preset = rundir.restore_generator(run_dir, average, step)
+        generator, preset = trained.restore_generator(run_dir, average, step)
         has_batch_norm = any(isinstance(layer, BatchNorm) for layer in generator.layers)
         modes = sampling_modes(preset) if has_batch_norm else [None]
         prefix = "" if average else "no-ema "

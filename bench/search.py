@@ -30,7 +30,7 @@ import threading
 import time
 
 from bench import common
-from genmnist import evaluate, images, precision, rundir, sample
+from genmnist import evaluate, images, precision, rundir, sample, trained
 from genmnist.errors import UserError
 
 QUEUE = os.path.join(common.ROOT, "bench", "search_queue.json")
@@ -185,7 +185,7 @@ def score(run_dir, steps, reference, num):
     result = {}
     averages = (True, False) if config["preset"].ema_decay else (True,)
     for average in averages:
-        generator, preset = rundir.load_generator(run_dir, average, steps)
+        generator, preset = trained.load_generator(run_dir, average, steps)
         pixels = sample.generate(generator, preset, num, SCORE_SEED)
         metrics = evaluate.evaluate_images(pixels, classifier, real, seed=SCORE_SEED)
         metrics["mean_pixel"] = float(pixels.mean())

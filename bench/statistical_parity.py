@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from bench import common
-from genmnist import convert, evaluate, images, rundir, sample
+from genmnist import convert, evaluate, images, rundir, sample, trained
 from genmnist.evaluate import METRICS
 from genmnist.models import build_models, legacy_variables
 from genmnist.presets import PRESETS
@@ -83,7 +83,7 @@ def window_means(curve, key, window):
 
 
 def score(run_dir, classifier, real, num, seed):
-    generator, preset = rundir.load_generator(run_dir)
+    generator, preset = trained.load_generator(run_dir)
     pixels = sample.generate(generator, preset, num, seed)
     metrics = evaluate.evaluate_images(pixels, classifier, real)
     return {k: metrics[k] for k in METRICS}, pixels

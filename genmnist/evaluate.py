@@ -173,9 +173,9 @@ def evaluate_images(images, classifier, real, k=K, subsample=PR_SUBSAMPLE, seed=
 
 def _generate(run_dir, num, seed):
     """``num`` images from a run's latest checkpoint, exactly as ``genmnist.sample`` draws them."""
-    from genmnist import rundir, sample
+    from genmnist import sample, trained
 
-    generator, preset = rundir.load_generator(run_dir)
+    generator, preset = trained.load_generator(run_dir)
     return sample.generate(generator, preset, num, seed)
 
 

@@ -28,7 +28,6 @@ import tensorflow as tf
 from genmnist.defaults import KEEP_CHECKPOINTS
 from genmnist.errors import UserError
 from genmnist.files import replacing
-from genmnist.models import SamplingStatistics, build_models
 from genmnist.precision import PRECISIONS
 from genmnist.presets import MODEL_NAMES, Preset
 
@@ -354,36 +353,3 @@ def restore(checkpoint, into):
         reason = (str(err).splitlines() or [type(err).__name__])[0][:120]
         raise UserError(f"{checkpoint} does not hold the weights this run's config.json describes ({reason}); "
                         "was config.json edited? restore it or train the run again") from None
-
-
-def restore_generator(run_dir, average=True, step=None):
-    """(generator, preset) of a run's newest readable checkpoint (or of ``ckpt-STEP``), exactly as saved:
-    batch-norm statistics as trained, whatever the preset samples with.  For code that sets the
-    statistics itself (the benchmarks); to draw samples use :func:`load_generator`.
-
-    That is G's weight average when the run keeps one, unless ``average`` is False
-    (G's own weights: what the benchmarks compare the average against).
-    """
-    config = read_config(run_dir)
-    preset = config["preset"]
-    generator, _ = build_models(preset)
-    name = "ema_generator" if preset.ema_decay and average else "generator"
-    candidates = run_checkpoints(run_dir)
-    if not candidates:
-        raise UserError(f"{run_dir} has no checkpoint yet; train it first")
-    if step is not None:
-        wanted = path(run_dir, CHECKPOINTS, f"ckpt-{step}")
-        if wanted not in candidates:
-            raise UserError(f"{run_dir} keeps no checkpoint of step {step}; it has "
-                            + ", ".join(os.path.basename(c) for c in candidates))
-        candidates = [wanted]
-    restore(newest_readable(candidates), tf.train.Checkpoint(**{name: generator}))
-    return generator, preset
-
-
-def load_generator(run_dir, average=True, step=None):
-    """(generator, preset) ready to sample: :func:`restore_generator`, then the batch-norm
-    statistics its preset samples with (:class:`genmnist.models.SamplingStatistics`).  What genmnist.sample
-    and genmnist.evaluate use."""
-    generator, preset = restore_generator(run_dir, average, step)
-    return SamplingStatistics(generator, preset.sampling_stats)(), preset

@@ -82,7 +82,7 @@ def main(argv=None):
     if __name__ == "__main__":
         quiet_interrupts("genmnist.sample")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
     import_tensorflow()
-    from genmnist import rundir
+    from genmnist import trained
 
     sigterm_as_interrupt()
     with exit_on_user_error("genmnist.sample", "no output was left half-written"):
@@ -90,7 +90,7 @@ def main(argv=None):
             raise UserError(f"run directory {args.run} does not exist")
         check_out(args.out)
         check_num(args.num)
-        generator, preset = rundir.load_generator(args.run)
+        generator, preset = trained.load_generator(args.run)
         write(generate(generator, preset, args.num, args.seed), args.out)
         print(f"wrote {args.num} images to {args.out}", file=sys.stderr)
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import convert, loop, rundir, sample
+from genmnist import convert, loop, rundir, sample, trained
 from genmnist import evaluate as E
 from genmnist.models import build_models, legacy_variables
 from genmnist.presets import PRESETS
@@ -56,7 +56,7 @@ def intact(tmp_path_factory, data_dir):
         rundir.save_checkpoint(built.manager, number)
     expected = {}
     for number in (4, 8):
-        generator, preset = rundir.load_generator(run, step=number)
+        generator, preset = trained.load_generator(run, step=number)
         g, d = build_models(preset)
         rundir.restore(rundir.path(run, "checkpoints", f"ckpt-{number}"), tf.train.Checkpoint(generator=g,
                                                                                               discriminator=d))
@@ -450,7 +450,7 @@ def test_sample_out_that_cannot_be_written_is_one_line(intact, tmp_path, capsys,
 
 
 def test_sample_num_above_the_memory_bound_is_refused_before_loading(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(rundir, "load_generator", lambda *a, **k: pytest.fail("loaded before refusing"))
+    monkeypatch.setattr(trained, "load_generator", lambda *a, **k: pytest.fail("loaded before refusing"))
     status, err = outcome(capsys, lambda: sample.main(["--run", str(tmp_path), "--num", "10000000",
                                                         "--out", str(tmp_path / "s.npz")]))
     check_clean(status, err)

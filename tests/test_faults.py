@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import convert, rundir, sample
+from genmnist import convert, rundir, sample, trained
 from genmnist.errors import UserError
 from genmnist.presets import PRESETS
 
@@ -110,7 +110,7 @@ def two_checkpoint_run(tmp_path):
 def test_a_damaged_newest_checkpoint_falls_back_to_the_older_one_with_a_warning(two_checkpoint_run, capsys, how):
     run, first = two_checkpoint_run
     damage(str(run / "checkpoints" / "ckpt-2"), how)
-    generator, _ = rundir.restore_generator(str(run))
+    generator, _ = trained.restore_generator(str(run))
     for restored, expected in zip(generator.variables, first):
         np.testing.assert_array_equal(restored.numpy(), expected)
     err = capsys.readouterr().err

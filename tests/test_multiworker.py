@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import rundir, train
+from genmnist import rundir, train, trained
 from genmnist.models import build_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +64,7 @@ def _finish(procs, timeout=300):
 
 
 def _generator_weights(run_dir):
-    generator, _ = rundir.load_generator(str(run_dir), average=False)
+    generator, _ = trained.load_generator(str(run_dir), average=False)
     return [v.numpy() for v in generator.trainable_variables]
 
 

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from genmnist import convert, rundir  # noqa: E402
+from genmnist import convert, trained  # noqa: E402
 from genmnist.errors import UserError  # noqa: E402
 from genmnist.presets import PRESETS  # noqa: E402
 from legacy_v1 import parity as legacy_entry  # noqa: E402
@@ -163,7 +163,7 @@ def test_convert_round_trip_reproduces_the_legacy_generator(legacy_checkpoint, t
     legacy_dir, prefix, z, v1_images = legacy_checkpoint
     run_dir = tmp_path / "run"
     assert convert.main([str(legacy_dir), str(run_dir)]) == 0
-    generator, preset = rundir.load_generator(str(run_dir))
+    generator, preset = trained.load_generator(str(run_dir))
     assert preset == PRESETS["legacy"]
     v2_images = generator(z, training=False).numpy()    # legacy preset: batch statistics at inference
     np.testing.assert_allclose(v2_images, v1_images, rtol=1e-6, atol=1e-5)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import precision, rundir, train
+from genmnist import precision, train, trained
 from genmnist.models import BatchNorm, build_models
 from genmnist.presets import PRESETS
 from genmnist.training import GANTrainer
@@ -100,8 +100,8 @@ def test_run_records_its_precision_and_resume_keeps_it(tmp_path):
     assert run(tmp_path / "part", 1, "--precision", "mixed_bfloat16") == 0
     assert run(tmp_path / "part", 2, "--resume") == 0  # no --precision: the run's own is used
     assert json.loads((tmp_path / "part" / "config.json").read_text())["precision"] == "mixed_bfloat16"
-    whole, _ = rundir.restore_generator(str(tmp_path / "whole"))
-    part, _ = rundir.restore_generator(str(tmp_path / "part"))
+    whole, _ = trained.restore_generator(str(tmp_path / "whole"))
+    part, _ = trained.restore_generator(str(tmp_path / "part"))
     for a, b in zip(whole.variables, part.variables):  # a float32 continuation would differ
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 

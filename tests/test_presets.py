@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from genmnist import rundir, train
+from genmnist import rundir, train, trained
 from genmnist.presets import MODELS, PRESETS, Preset
 
 
@@ -115,8 +115,8 @@ def test_the_default_preset_trains_on_tiny_data_and_samples_its_average(idx_dir,
     assert train_tiny(run, idx_dir, "--no-export", steps=2) == 0
     config = rundir.read_config(str(run))
     assert config["preset"] == PRESETS["default"] and config["batch_size"] == 16
-    average, _ = rundir.restore_generator(str(run), True)
-    own, _ = rundir.restore_generator(str(run), False)
+    average, _ = trained.restore_generator(str(run), True)
+    own, _ = trained.restore_generator(str(run), False)
     assert any(not np.array_equal(a, b) for a, b in zip(average.get_weights(), own.get_weights()))
     assert all(np.isfinite(w).all() for w in average.get_weights())
     resumed = train.parse_args(["--out", str(run), "--resume"])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import images, loop, rundir, sample, train
+from genmnist import images, loop, rundir, sample, train, trained
 from genmnist.models import Z_DIM, build_models
 
 from conftest import make_tiny_run, train_tiny
@@ -27,7 +27,7 @@ def run_train(out, data_dir, *extra, steps=12):
 
 
 def weights(run_dir):
-    generator, _ = rundir.load_generator(str(run_dir))
+    generator, _ = trained.load_generator(str(run_dir))
     return [v.numpy() for v in generator.variables]
 
 
@@ -55,7 +55,7 @@ def test_a_run_writes_samples_gif_checkpoints_logs_and_export(finished_run):
     grid = cv2.imread(str(out / "samples" / "step_000012.png"), cv2.IMREAD_GRAYSCALE)
     assert grid.shape == (8 * 30 + 2, 8 * 30 + 2)
     # the last grid is the final generator on the fixed noise, scaled x255 for the preset's range
-    generator, preset = rundir.load_generator(str(out))
+    generator, preset = trained.load_generator(str(out))
     fixed = images.to_uint8(generator(loop.noise(loop.NUM_SAMPLES, 0, -1), training=False), preset.pixel_range)
     np.testing.assert_array_equal(grid, images.grid(fixed))
     from PIL import Image
@@ -167,7 +167,7 @@ def test_sample_cli_writes_each_format(finished_run, tmp_path, out_name):
     run, _ = finished_run
     target = str(tmp_path / out_name)
     assert sample.main(["--run", str(run), "--num", "10", "--out", target, "--seed", "5"]) == 0
-    generator, preset = rundir.load_generator(str(run))
+    generator, preset = trained.load_generator(str(run))
     expected = sample.generate(generator, preset, 10, 5)
     assert expected.dtype == np.uint8 and expected.shape == (10, 28, 28)
     if out_name.endswith(".npz"):
@@ -191,7 +191,7 @@ def test_sample_cli_on_a_missing_run_is_a_one_line_error(tmp_path, capsys):
 @pytest.mark.slow
 def test_exported_generator_reloads_and_gives_the_same_images(finished_run):
     run, _ = finished_run
-    generator, preset = rundir.load_generator(str(run))
+    generator, preset = trained.load_generator(str(run))
     z = tf.random.normal([6, Z_DIM], seed=9)
     expected = images.to_uint8(generator(z, training=False), preset.pixel_range)
     reloaded = keras.models.load_model(str(run / "export" / "generator.keras"))
@@ -283,8 +283,8 @@ def test_mirrored_cli_run_writes_one_set_of_outputs_and_trains_as_one_device(fin
     assert run_train(tmp_path / "single", data_dir, "--no-export", steps=4) == 0
     keras.utils.set_random_seed(0)
     initial, _ = build_models(rundir.read_config(str(out))["preset"])  # where both runs started
-    mirrored, _ = rundir.restore_generator(str(out), average=False)
-    single, _ = rundir.restore_generator(str(tmp_path / "single"), average=False)
+    mirrored, _ = trained.restore_generator(str(out), average=False)
+    single, _ = trained.restore_generator(str(tmp_path / "single"), average=False)
     kernels = [(m.numpy(), s.numpy(), i.numpy()) for m, s, i in zip(mirrored.variables, single.variables,
                                                                    initial.variables) if len(i.shape) >= 2]
     assert len(kernels) == 5
@@ -336,13 +336,13 @@ def test_restore_generator_picks_a_kept_checkpoint_and_names_the_kept_ones_other
     from genmnist.errors import UserError
     run, _ = finished_run
     kernel = lambda g: g.get_layer("g_1").kernel.numpy()  # noqa: E731
-    latest, _ = rundir.restore_generator(str(run))
-    at_12, _ = rundir.restore_generator(str(run), step=12)
-    at_8, _ = rundir.restore_generator(str(run), step=8)
+    latest, _ = trained.restore_generator(str(run))
+    at_12, _ = trained.restore_generator(str(run), step=12)
+    at_8, _ = trained.restore_generator(str(run), step=8)
     np.testing.assert_array_equal(kernel(latest), kernel(at_12))
     assert not np.array_equal(kernel(at_8), kernel(at_12))
     with pytest.raises(UserError, match="no checkpoint of step 1; it has ckpt-4, ckpt-8, ckpt-12"):
-        rundir.restore_generator(str(run), step=1)
+        trained.restore_generator(str(run), step=1)
 
 
 @pytest.mark.slow
@@ -352,7 +352,7 @@ def test_keep_checkpoints_zero_keeps_every_checkpoint(finished_run, tmp_path):
     assert run_train(out, data_dir, "--checkpoint-every", "2", "--keep-checkpoints", "0") == 0
     kept = tf.train.get_checkpoint_state(str(out / "checkpoints")).all_model_checkpoint_paths
     assert [os.path.basename(p) for p in kept] == [f"ckpt-{s}" for s in (2, 4, 6, 8, 10, 12)]
-    rundir.restore_generator(str(out), step=2)  # the oldest one is still there to be scored
+    trained.restore_generator(str(out), step=2)  # the oldest one is still there to be scored
 
 
 @pytest.mark.slow
