@@ -327,6 +327,16 @@ class Hooks:
     samples: SampleWriter | None = None
     evaluator: Evaluator | None = None
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        """Close the TensorBoard log on every way out of the run.  When the run is already ending in an
+        error, that error is the one to report, so a write error from the close is dropped."""
+        with contextlib.suppress(*((UserError,) if kind else ())):
+            self.log.close()
+        return False
+
 
 def make_hooks(run, eval_every=0, eval_num=2000):
     """The hooks of ``run``: only the chief writes samples, logs and evaluations."""

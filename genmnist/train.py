@@ -201,10 +201,9 @@ def train(args):
             _export(run, args.out)  # it was stopped during its final export
         return 0
     stream = loop.data_stream(data, preset, seed, config["batch_size"], run.start, run.strategy)
-    hooks = loop.make_hooks(run, args.eval_every, args.eval_num)
     print(f"training {args.out}: preset {preset.name}, {len(data)} images, batch {config['batch_size']}, "
           f"steps {run.start}..{total}, seed {seed}, precision {config['precision']}", file=sys.stderr)
-    try:
+    with loop.make_hooks(run, args.eval_every, args.eval_num) as hooks:
         loop.warm_up(run.trainer, stream, run.start)
         schedule = loop.Schedule(total, args.log_every, args.checkpoint_every, args.sample_every, args.eval_every)
         try:
@@ -231,9 +230,6 @@ def train(args):
         hooks.log.flush()
         if run.chief and not args.no_export:
             _export(run, args.out)
-    finally:
-        with contextlib.suppress(UserError):  # a write error is reported above; close the file regardless
-            hooks.log.close()
     print(f"done: samples in {rundir.path(args.out, rundir.SAMPLES)}, {rundir.PROGRESS_GIF}, checkpoints in "
           f"{rundir.path(args.out, rundir.CHECKPOINTS)}", file=sys.stderr)
     return 0
