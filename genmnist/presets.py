@@ -26,6 +26,9 @@ CONTRIB_BN_DECAY = 0.999  # tf.contrib.layers.batch_norm's moving-average decay,
 # moving averages as trained, or those recomputed for the sampled weights first.
 SAMPLING_STATS = ("batch", "moving", "recomputed")
 MODEL_NAMES = ("dcgan", "wgan")
+# The wall time the default preset's run (``run_steps`` of ``run_batch_size``) is sized for, start-up
+# and export included, on an idle 2-core CPU; bench/default_run.py times it.
+RUN_BUDGET_MINUTES = 15
 
 
 def _real(value):
@@ -133,9 +136,9 @@ PRESETS = {  # the DCGAN-style GANModel, the product's main model
     "legacy": Preset(
         name="legacy", model="dcgan", pixel_range=(0.0, 1.0), loss="legacy", learning_rate=5e-4,
         beta1=0.9, train_bn_offsets=False, update_moving_stats=False, sampling_stats="batch"),
-    # The fixes, plus what the quality search (docs/search.md) found covers the digits within fifteen
-    # minutes on a 2-core CPU: the R1 penalty, D at twice G's rate, sampling from the weight average,
-    # batch 64, and a run length that fits that budget.
+    # The fixes, plus what the quality search (docs/search.md) found covers the digits within
+    # RUN_BUDGET_MINUTES on a 2-core CPU: the R1 penalty, D at twice G's rate, sampling from the weight
+    # average, batch 64, and a run length that fits that budget.
     "default": Preset(
         name="default", model="dcgan", pixel_range=(0.0, 1.0), loss="nonsaturating",
         learning_rate=2e-4, d_learning_rate=4e-4, beta1=0.5, bn_momentum=0.99, sampling_stats="recomputed",

@@ -16,7 +16,7 @@ import sys
 from genmnist import TF_LOG_HINT, argtypes, import_tensorflow, precision
 from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
 from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
-from genmnist.presets import LOSS_SCHEDULES, MODELS, PRESETS, USER_LOSSES, get_preset
+from genmnist.presets import LOSS_SCHEDULES, MODELS, PRESETS, RUN_BUDGET_MINUTES, USER_LOSSES, get_preset
 
 # TensorFlow and the modules built on it are imported by the functions that use them, after
 # the flags are parsed: --help and a mistyped flag answer at once.
@@ -77,8 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=argtypes.positive_int, default=None,
                    help="training iterations (one D and one G update each), after the D-only warm-up (default: "
                         f"the preset's; {_by_preset('run_steps')}: the legacy script's length, and for the "
-                        "default preset what fits fifteen minutes on an idle 2-core CPU). With --resume: "
-                        "the run's own unless given")
+                        f"default preset what fits {RUN_BUDGET_MINUTES} minutes on an idle 2-core CPU, start-up and "
+                        "export included, timed in bench/results/default_run.md). With --resume: the run's own "
+                        "unless given")
     p.add_argument("--batch-size", type=argtypes.positive_int, default=None,
                    help=f"images per batch (default: the preset's; {_by_preset('run_batch_size')})")
     p.add_argument("--learning-rate", type=argtypes.positive_float, default=None,

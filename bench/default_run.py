@@ -1,0 +1,121 @@
+"""The default command, whole: ``python -m genmnist.train --data-dir D --out RUN --seed S``, timed and scored.
+
+    python -m bench.default_run --data-dir ../shared/data/mnist [--seeds 0 1 2] [--runs DIR]
+
+What a user of the default gets: the wall time from start to exit (TensorFlow's start-up, data
+loading, the warm-up, grids, checkpoints and the export included) against the budget the default
+preset's run length is sized for (``presets.RUN_BUDGET_MINUTES``), when each checkpoint was written,
+and the exported run's samples scored as every search row is (``bench.search.score``, the pinned
+classifier).  A checkpoint's quality at its step is the search row of the default recipe at that step:
+resume is exact, so a search run passes through the same weights.  Run it with the machine otherwise
+idle: each row records the load average.  Rows accumulate in bench/results/default_run.{json,md}.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import common, search
+from genmnist import rundir
+from genmnist.presets import RUN_BUDGET_MINUTES, get_preset
+
+STEM = "default_run"
+CHECKPOINT_LINE = "checkpoint (periodic) at step "
+
+
+def default_command(data_dir, run_dir, seed):
+    """The command a user runs: the data, where the run goes and its seed; every other setting the preset's."""
+    return [sys.executable, "-m", "genmnist.train", "--data-dir", data_dir, "--out", run_dir, "--seed", str(seed)]
+
+
+def time_command(cmd, log_path):
+    """Run ``cmd`` with its output in ``log_path``; (exit code, wall s, CPU s, [(seconds, step)] of each
+    periodic checkpoint it announced)."""
+    checkpoints = []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(cmd, cwd=common.ROOT, stdout=log, stderr=subprocess.PIPE, text=True)
+        for line in process.stderr:  # progress lines end in "\r" on a terminal only: here each is a line
+            log.write(line)
+            if line.startswith(CHECKPOINT_LINE):
+                checkpoints.append((round(time.perf_counter() - start, 1),
+                                    int(line[len(CHECKPOINT_LINE):].split(":", 1)[0])))
+        code = process.wait()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return code, wall, cpu, checkpoints
+
+
+def markdown(info):
+    lines = ["# The default command, timed and scored", "",
+             f"- command: `{info['command']}` (each row: `python -m genmnist.train --data-dir DATA --out RUN "
+             "--seed SEED`, nothing else)",
+             f"- budget: {RUN_BUDGET_MINUTES} min of wall time on an idle 2-core CPU, start-up and export included",
+             "- quality: the exported run (G's weight average), 10,000 samples scored with the pinned classifier "
+             "as bench/results/search.md scores its rows; a checkpoint's quality is that table's row of the "
+             "default recipe at its step", "",
+             "| date | machine | load start / end | seed | steps | wall min | CPU min | within budget | "
+             "checkpoints (min: step) | score | FD | precision | recall | classes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in info["rows"]:
+        m = row["samples"]
+        checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
+        lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
+                     f"| {row['seed']} | {row['steps']} | {row['wall_s'] / 60:.1f} | {row['cpu_s'] / 60:.1f} "
+                     f"| {'yes' if row['wall_s'] <= RUN_BUDGET_MINUTES * 60 else 'no'} | {checkpoints} "
+                     f"| {m['classifier_score']:.2f} | {m['frechet_distance']:.1f} | {m['precision']:.3f} "
+                     f"| {m['recall']:.3f} | {m['classes_covered']} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=common.DATA_DIR, help="real MNIST (IDX files)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--runs", default=None, help="where the runs go (default: a temporary folder, removed)")
+    p.add_argument("--num", type=int, default=10000, help="samples scored per run")
+    p.add_argument("--results", default=common.RESULTS)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    path = os.path.join(args.results, f"{STEM}.json")
+    rows = []
+    if os.path.exists(path):  # rows accumulate: each session, machine and seed adds its own
+        with open(path) as f:
+            rows = json.load(f)["rows"]
+    info = {"command": common.command_line("bench.default_run"), "rows": rows}
+    reference = common.scoring_reference(args.data_dir, args.num)
+    steps = get_preset().run_steps
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = args.runs or scratch
+        for seed in args.seeds:
+            run_dir = os.path.join(runs, f"default-seed{seed}")
+            if os.path.exists(run_dir):
+                sys.exit(f"bench.default_run: {run_dir} exists; a timed run must start from nothing")
+            load_start = os.getloadavg()[0]
+            print(f"seed {seed}: timing the default command into {run_dir}", flush=True)
+            code, wall, cpu, checkpoints = time_command(default_command(args.data_dir, run_dir, seed),
+                                                        run_dir + ".log")
+            if code != 0:
+                sys.exit(f"bench.default_run: the default command exited {code}; see {run_dir}.log")
+            load_end = os.getloadavg()[0]
+            metrics, _, _ = search.score(run_dir, rundir.read_config(run_dir)["steps"], reference, args.num)
+            info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
+                                 "steps": steps, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                                 "load_start": load_start, "load_end": load_end, "checkpoints": checkpoints,
+                                 "classifier_sha256": reference[0].sha256, **metrics})
+            common.write_report(args.results, STEM, info, markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
