@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from genmnist import convert, rundir, sample, trained
 from genmnist.errors import UserError
+from genmnist.models import build_models
 from genmnist.presets import PRESETS
 
 from conftest import make_tiny_run, train_tiny
@@ -96,7 +97,7 @@ def two_checkpoint_run(tmp_path):
     """A run directory with ckpt-1 and ckpt-2 of an untrained default generator (no weight average: G alone
     is saved), different weights in each."""
     preset = PRESETS["default"].replace(ema_decay=0.0)
-    generator, _ = rundir.build_models(preset)
+    generator, _ = build_models(preset)
     rundir.write_config(str(tmp_path), {"preset": preset.to_dict(), "batch_size": 8, "seed": 0})
     manager = rundir.checkpoint_manager(str(tmp_path), generator=generator)
     first = [v.numpy() for v in generator.variables]
