@@ -12,13 +12,14 @@ import sys
 
 import pytest
 
-from genmnist.presets import Preset
+from genmnist.presets import MODELS, Preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 COMMANDS = ("genmnist.train", "genmnist.sample", "genmnist.evaluate", "genmnist.convert", "legacy_v1.parity",
             "legacy_v1.train", "legacy_v1.predict", "bench.speed", "bench.process_speed", "bench.quality",
             "bench.gan_family", "bench.statistical_parity", "bench.kill_soak", "bench.search", "bench.disk",
+            "bench.default_run",
             "genmnist.classifier")
 # name=value settings the docs quote from the legacy TF1 code, which is not in this repository
 LEGACY_SETTINGS = {"epsilon", "train_epochs"}
@@ -94,3 +95,20 @@ def test_links_to_files_of_the_repository_resolve(doc):
         links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", f.read())
     local = [link for link in links if "://" not in link]
     assert [link for link in local if not os.path.exists(os.path.join(os.path.dirname(doc), link))] == []
+
+
+def _rate(value):
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def test_the_readme_presets_table_states_the_presets_values():
+    """The README's table restates a few preset fields for the reader; they must be the presets' own."""
+    with open(DOCS[0]) as f:
+        rows = {cells[0]: cells[1:] for cells in (
+            [c.strip() for c in line.strip().strip("|").split("|")] for line in f if line.startswith("| "))}
+    columns = [MODELS[model][name] for model in ("dcgan", "wgan") for name in ("legacy", "default")]
+    for preset, adam, run in zip(columns, rows["Adam lr / beta1 / beta2"], rows["run (`--steps`, `--batch-size`)"]):
+        d_rate = f" (D: {_rate(preset.d_learning_rate)})" if preset.d_learning_rate else ""
+        assert adam == f"{_rate(preset.learning_rate)}{d_rate} / {preset.beta1:g} / {preset.beta2:g}", preset.name
+        assert run.startswith(f"{preset.run_steps} of {preset.run_batch_size}"), preset.name
