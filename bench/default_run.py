@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from bench import common, search
-from genmnist import rundir
+from genmnist import evaluate, rundir
 from genmnist.presets import RUN_BUDGET_MINUTES, get_preset
 
 STEM = "default_run"
@@ -80,7 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=common.DATA_DIR, help="real MNIST (IDX files)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--runs", default=None, help="where the runs go (default: a temporary folder, removed)")
-    p.add_argument("--num", type=int, default=10000, help="samples scored per run")
+    p.add_argument("--num", type=int, default=evaluate.DEFAULT_NUM, help="samples scored per run")
     p.add_argument("--results", default=common.RESULTS)
     return p.parse_args(argv)
 

@@ -26,7 +26,7 @@ import numpy as np
 from bench import common
 from bench.common import MACHINE, command_line, evaluate_run, notes, scoring_reference
 from genmnist import images, rundir
-from genmnist.evaluate import METRICS
+from genmnist.evaluate import DEFAULT_NUM, METRICS
 from genmnist.presets import USER_LOSSES
 
 COLLAPSED_CLASSES = 3
@@ -54,7 +54,7 @@ def main():
     p.add_argument("--losses", nargs="+", default=list(USER_LOSSES), choices=USER_LOSSES)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--steps", type=int, default=1000, help="generator steps per run (the same for every row)")
-    p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
+    p.add_argument("--num", type=int, default=DEFAULT_NUM, help="samples per evaluation")
     p.add_argument("--runs", default=os.path.join(common.ROOT, "runs", "bench-gan-family"))
     p.add_argument("--results", default=common.RESULTS)
     p.add_argument("--spectral-norm", action="store_true",

@@ -25,7 +25,7 @@ import numpy as np
 from bench import common
 from bench.common import MACHINE, command_line, evaluate_run, notes, scoring_reference
 from genmnist import images
-from genmnist.evaluate import METRICS
+from genmnist.evaluate import DEFAULT_NUM, METRICS
 
 
 def train(run_dir, preset, seed, steps, data_dir, extra):
@@ -41,7 +41,7 @@ def main():
     p.add_argument("--presets", nargs="+", default=["legacy", "default"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--budgets", nargs="+", type=int, default=[500, 1000, 2000])
-    p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
+    p.add_argument("--num", type=int, default=DEFAULT_NUM, help="samples per evaluation")
     p.add_argument("--runs", default=os.path.join(common.ROOT, "runs", "bench-quality"))
     p.add_argument("--results", default=common.RESULTS)
     p.add_argument("--extra", default="", help="extra genmnist.train flags for every run, e.g. '--loss hinge'")

@@ -95,7 +95,7 @@ def main():
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--window", type=int, default=200, help="steps per loss-curve window")
-    p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
+    p.add_argument("--num", type=int, default=evaluate.DEFAULT_NUM, help="samples per evaluation")
     p.add_argument("--runs", default=os.path.join(common.ROOT, "runs", "statistical-parity"))
     p.add_argument("--results", default=common.RESULTS)
     args = p.parse_args()

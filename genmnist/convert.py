@@ -11,68 +11,19 @@ table the parity checks use; Adam slots in legacy checkpoints are skipped
 """
 
 import os
-import re
 import sys
 
 import numpy as np
 
-from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
-from genmnist.errors import UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
+from genmnist import TF_LOG_HINT, argtypes
+from genmnist.errors import UserError, exit_on_user_error, starting
 from genmnist.files import cannot_write
+from genmnist.legacy_weights import assign_legacy, read_legacy
 from genmnist.presets import PRESETS
 
 # TensorFlow and the modules built on it are imported where used: --help answers at once.
 
-_OPTIMIZER_STATE = re.compile(r"/Adam(_\d+)?$|^beta[12]_power(_\d+)?$")
 LEGACY_PREFIX = "model"
-OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"  # present in object-based (TF2) checkpoints only
-_GENMNIST_FIX = ("sample its run with genmnist.sample --run RUN_DIR, or write a legacy checkpoint from it "
-                 "with genmnist.convert --to-legacy LEGACY_DIR RUN_DIR")
-
-
-def _names(names, limit=8):
-    names = sorted(names)
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def read_legacy(path):
-    """{legacy name: array} of a TF1 checkpoint (directory or prefix), optimizer slots dropped."""
-    import tensorflow as tf
-
-    from genmnist import rundir
-
-    if os.path.isfile(rundir.path(path, rundir.CONFIG)):
-        raise UserError(f"{path} is a genmnist run directory, not a legacy checkpoint; {_GENMNIST_FIX}")
-    try:
-        prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
-    except ValueError:  # an empty or binary checkpoint index
-        prefix = None
-    if not prefix or not os.path.exists(prefix + ".index"):
-        raise UserError(f"no TF checkpoint at {path}; pass a legacy checkpoint directory or prefix (e.g. OUT/model)")
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as err:
-        raise UserError(f"{prefix} is not a readable TF checkpoint ({str(err).splitlines()[0][:100]})") from None
-    if OBJECT_GRAPH in reader.get_variable_to_shape_map():
-        raise UserError(f"{prefix} is a genmnist checkpoint, not a legacy one; {_GENMNIST_FIX}")
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if not _OPTIMIZER_STATE.search(name)}, prefix
-
-
-def assign_legacy(values, table, source):
-    """Copy ``values`` into the Keras variables of ``table``; unknown/missing/misshapen names are a UserError."""
-    unknown, missing = set(values) - set(table), set(table) - set(values)
-    if unknown or missing:
-        parts = ([f"unknown variables {_names(unknown)}"] if unknown else []) + (
-            [f"missing variables {_names(missing)}"] if missing else [])
-        raise UserError(f"{source} is not a legacy GANModel checkpoint: {'; '.join(parts)}")
-    wrong = [f"{n} {values[n].shape} (expected {tuple(table[n].shape)})"
-             for n in sorted(table) if tuple(values[n].shape) != tuple(table[n].shape)]
-    if wrong:
-        raise UserError(f"{source} has variables of the wrong shape: {', '.join(wrong)}")
-    for name, variable in table.items():
-        variable.assign(values[name])
 
 
 def legacy_to_run(legacy_ckpt, run_dir):
@@ -89,7 +40,8 @@ def legacy_to_run(legacy_ckpt, run_dir):
     generator, discriminator = build_models(preset)
     assign_legacy(values, legacy_variables(generator, discriminator), prefix)
     with rundir.locked(run_dir):
-        rundir.write_config(run_dir, {"preset": preset.to_dict(), "seed": 0, "batch_size": 128, "steps": 0,
+        rundir.write_config(run_dir, {"preset": preset.to_dict(), "seed": 0,
+                                      "batch_size": preset.run_batch_size, "steps": 0,
                                       "data_dir": None, "converted_from": os.path.abspath(prefix)})
         manager = rundir.checkpoint_manager(run_dir, generator=generator, discriminator=discriminator,
                                             step=tf.Variable(0, dtype=tf.int64, name="step"))
@@ -147,12 +99,8 @@ def main(argv=None):
     p.add_argument("--to-legacy", action="store_true",
                    help="convert the other way: RUN_DIR's latest weights -> LEGACY_CKPT/model")
     args = p.parse_args(argv)
-    if __name__ == "__main__":
-        quiet_interrupts("genmnist.convert")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
-    import_tensorflow()
-    from genmnist import rundir
-
-    sigterm_as_interrupt()
+    with starting("genmnist.convert", __name__ == "__main__"):
+        from genmnist import rundir
     with exit_on_user_error("genmnist.convert"):
         if args.to_legacy:
             print(f"wrote {run_to_legacy(args.run_dir, args.legacy_ckpt)}")

@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 
+from genmnist import import_tensorflow
+
 
 class UserError(Exception):
     """A problem the user can fix (bad path, bad file, bad flag). Message is one line."""
@@ -61,3 +63,14 @@ def sigterm_as_interrupt():
     """``kill`` (SIGTERM) ends a command as Ctrl-C does: its cleanup runs and it says so in one line (exit 130)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+@contextlib.contextmanager
+def starting(prog, as_script):
+    """Load TensorFlow, and in the block the modules built on it; run by ``python -m`` (``as_script``), an
+    interrupt meanwhile ends the process in one line.  Afterwards ``kill`` ends the command as Ctrl-C does."""
+    if as_script:
+        quiet_interrupts(prog)
+    import_tensorflow()
+    yield
+    sigterm_as_interrupt()

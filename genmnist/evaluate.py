@@ -32,8 +32,8 @@ import zlib
 
 import numpy as np
 
-from genmnist import TF_LOG_HINT, argtypes, import_tensorflow
-from genmnist.errors import UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
+from genmnist import TF_LOG_HINT, argtypes
+from genmnist.errors import UserError, exit_on_user_error, starting
 
 DEFAULT_NUM = 10000
 K = 3
@@ -280,14 +280,10 @@ def _table(samples, reference, k):
 def main(argv=None, classifier=None):
     """``classifier`` may be injected (tests); otherwise the pinned one (or ``--classifier``) is loaded."""
     args = parse_args(argv)
-    if __name__ == "__main__":
-        quiet_interrupts("genmnist.evaluate")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
-    import_tensorflow()
-    sigterm_as_interrupt()
-    from genmnist.classifier import FEATURE_DIM, load_classifier
-    from genmnist.data import load_mnist
-
-    with exit_on_user_error("python -m genmnist.evaluate"):
+    with starting("genmnist.evaluate", __name__ == "__main__"):
+        from genmnist.classifier import FEATURE_DIM, load_classifier
+        from genmnist.data import load_mnist
+    with exit_on_user_error("genmnist.evaluate"):
         images, source = load_samples(args.samples, args.num, args.seed)
         # everything about the input is checked before the data and the classifier are loaded
         feature_dim = classifier.feature_dim if classifier is not None else FEATURE_DIM

@@ -24,13 +24,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from genmnist import convert, images, precision, rundir
+from genmnist import images, precision, rundir
 from genmnist.data import batches, load_mnist
-from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
+from genmnist.defaults import CHECKPOINT_EVERY, EVAL_NUM, KEEP_CHECKPOINTS, LOG_EVERY
 from genmnist.distribute import is_chief
 from genmnist.errors import UserError
 from genmnist.evaluate import METRICS
 from genmnist.files import replacing
+from genmnist.legacy_weights import assign_legacy, read_legacy
 from genmnist.models import Z_DIM, build_models, legacy_variables
 from genmnist.training import GANTrainer
 
@@ -104,8 +105,8 @@ def build_run(config, run_dir, strategy, keep_checkpoints=KEEP_CHECKPOINTS, resu
     except ValueError as err:
         raise UserError(str(err)) from None
     if config.get("init_from") and not resume:
-        values, prefix = convert.read_legacy(config["init_from"])
-        convert.assign_legacy(values, legacy_variables(generator, discriminator), prefix)
+        values, prefix = read_legacy(config["init_from"])
+        assign_legacy(values, legacy_variables(generator, discriminator), prefix)
         trainer.sync_sampler()
     chief = is_chief(strategy)
     step = tf.Variable(0, dtype=tf.int64, name="step")
@@ -338,7 +339,7 @@ class Hooks:
         return False
 
 
-def make_hooks(run, eval_every=0, eval_num=2000):
+def make_hooks(run, eval_every=0, eval_num=EVAL_NUM):
     """The hooks of ``run``: only the chief writes samples, logs and evaluations."""
     chief = run.chief
     log = TensorBoardLog(rundir.path(run.run_dir, rundir.LOGS) if chief else None)

@@ -19,7 +19,8 @@ from genmnist.errors import UserError
 # The names are read by the command lines' --help, so this module imports TensorFlow and Keras
 # only inside the functions that use them.
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+FLOAT32 = "float32"  # the reference arithmetic: the precision wherever no mixed one applies
+PRECISIONS = (FLOAT32, "mixed_bfloat16", "mixed_float16")
 AUTO = "auto"
 DEFAULT = AUTO
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # native bfloat16 dot products (Intel AMX, AVX512-BF16)
@@ -74,10 +75,10 @@ def resolve(name, preset):
     in bfloat16), else float32.  A mixed precision with a legacy preset is a user error.
     """
     if name == AUTO:
-        return "float32" if preset.keeps_reference_arithmetic or not bfloat16_is_native() else "mixed_bfloat16"
+        return FLOAT32 if preset.keeps_reference_arithmetic or not bfloat16_is_native() else "mixed_bfloat16"
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS + (AUTO,))}")
-    if name != "float32" and preset.name == "legacy":
+    if name != FLOAT32 and preset.name == "legacy":
         raise UserError(f"--precision {name} needs a non-legacy preset: the legacy preset reproduces the "
                         "float32 legacy graph (its parity checks); use --preset default or --precision float32")
     return name

@@ -28,7 +28,7 @@ import tensorflow as tf
 from genmnist.defaults import KEEP_CHECKPOINTS
 from genmnist.errors import UserError
 from genmnist.files import replacing
-from genmnist.precision import PRECISIONS
+from genmnist.precision import FLOAT32, PRECISIONS
 from genmnist.presets import MODEL_NAMES, Preset
 
 CONFIG = "config.json"
@@ -92,7 +92,7 @@ def read_config(run_dir, resume=False):
                 raise UserError(f"{config_path} has no '{name}' ({what}); {fix}")
         elif not check(config[name]):
             raise UserError(f"{config_path}: '{name}' must be {what}, not {json.dumps(config[name])[:60]}; {fix}")
-    config.setdefault("precision", "float32")  # runs from before --precision existed trained in float32
+    config.setdefault("precision", FLOAT32)  # runs from before --precision existed trained in float32
     try:
         config["preset"] = Preset.from_dict(config["preset"])
     except (TypeError, ValueError) as err:
@@ -101,26 +101,6 @@ def read_config(run_dir, resume=False):
         raise UserError(f"{config_path}: the preset's 'model' must be " + " or ".join(MODEL_NAMES)
                         + f", not {json.dumps(config['preset'].model)[:60]}; {fix}")
     return config
-
-
-# train flags named unlike the setting they set
-_SETTING_OF_FLAG = {"preset": "name", "ema": "ema_decay", "r1": "r1_weight"}
-_RESUME_HONOURS = {"steps", "data_dir"}  # stored settings a resumed run takes from its command line
-
-
-def ignored_on_resume(config, given):
-    """``--flag VALUE`` for each flag in ``given`` ({dest: value}, as typed on a resumed run) that asks for
-    another value of a stored setting (a preset field or a config entry): the run keeps its own."""
-    preset, ignored = config["preset"], []
-    for dest, value in sorted(given.items()):
-        name = _SETTING_OF_FLAG.get(dest, dest)
-        if name in _RESUME_HONOURS or not (hasattr(preset, name) or name in config):
-            continue
-        stored = getattr(preset, name) if hasattr(preset, name) else config[name]
-        wanted = tuple(map(float, value.split(","))) if name == "pixel_range" else value
-        if wanted != stored:
-            ignored.append(f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}"))
-    return ignored
 
 
 def checkpoint_manager(run_dir, max_to_keep=KEEP_CHECKPOINTS, **trackables):

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-from genmnist import TF_LOG_HINT, argtypes, files, import_tensorflow
-from genmnist.errors import UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
+from genmnist import TF_LOG_HINT, argtypes, files
+from genmnist.errors import UserError, exit_on_user_error, starting
 
 # TensorFlow and the modules built on it are imported where used: --help answers at once.
 CHUNK = 1000  # images per generator call; bounds the generator's memory for large --num
@@ -79,12 +79,8 @@ def main(argv=None):
                    help="PATH.npz (uint8 array 'images' [N, 28, 28]), PATH.png (one grid) or a directory")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seeds the noise z")
     args = p.parse_args(argv)
-    if __name__ == "__main__":
-        quiet_interrupts("genmnist.sample")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
-    import_tensorflow()
-    from genmnist import trained
-
-    sigterm_as_interrupt()
+    with starting("genmnist.sample", __name__ == "__main__"):
+        from genmnist import trained
     with exit_on_user_error("genmnist.sample", "no output was left half-written"):
         if not os.path.isdir(args.run):
             raise UserError(f"run directory {args.run} does not exist")

@@ -13,18 +13,21 @@ import os
 import platform
 import sys
 
-from genmnist import TF_LOG_HINT, argtypes, import_tensorflow, precision
-from genmnist.defaults import CHECKPOINT_EVERY, KEEP_CHECKPOINTS, LOG_EVERY
-from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, quiet_interrupts, sigterm_as_interrupt
+from genmnist import TF_LOG_HINT, argtypes, precision
+from genmnist.defaults import CHECKPOINT_EVERY, EVAL_NUM, KEEP_CHECKPOINTS, LOG_EVERY
+from genmnist.errors import INTERRUPTED, UserError, exit_on_user_error, starting
 from genmnist.presets import LOSS_SCHEDULES, MODELS, PRESETS, RUN_BUDGET_MINUTES, USER_LOSSES, get_preset
 
 # TensorFlow and the modules built on it are imported by the functions that use them, after
 # the flags are parsed: --help and a mistyped flag answer at once.
 
 
-def _by_preset(field):
-    """'MODEL PRESET: VALUE, ...' of one preset field, for --help: the values are read from the presets."""
+def _by_preset(field, unset=None):
+    """'MODEL PRESET: VALUE, ...' of one preset field, for --help: the values are read from the presets.
+    ``unset``: what a value of 0 means, shown in its place."""
     def show(value):
+        if unset is not None and not value:
+            return unset
         if isinstance(value, tuple):
             return ",".join(f"{v:g}" for v in value)
         return f"{value:g}" if isinstance(value, float) else str(value)
@@ -62,7 +65,8 @@ def parse_args(argv=None):
                    help="R1 penalty on real images: D's loss += GAMMA / 2 mean ||grad_x D(x)||^2 (0: off; default: "
                         f"the preset's with its own loss, off with another --loss; {_by_preset('r1_weight')})")
     p.add_argument("--penalty-fraction", type=argtypes.positive_fraction, default=None,
-                   help="compute the gradient penalty and R1 on this share of each batch (default: the preset's, 1)")
+                   help="compute the gradient penalty and R1 on this share of each batch (default: the preset's; "
+                        f"{_by_preset('penalty_fraction')})")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None, metavar="LOW,HIGH",
@@ -70,7 +74,7 @@ def parse_args(argv=None):
                         f"{_by_preset('pixel_range')})")
     p.add_argument("--label-smoothing", type=argtypes.fraction, default=None,
                    help="one-sided label smoothing: D's target for real images is 1 - this "
-                        "(minimax/nonsaturating losses; default: the preset's)")
+                        f"(minimax/nonsaturating losses; default: the preset's; {_by_preset('label_smoothing')})")
     p.add_argument("--ema", type=argtypes.fraction, default=None, metavar="DECAY",
                    help="sample and export from an exponential moving average of G's weights with this "
                         f"decay, e.g. 0.999 (0: off; default: the preset's; {_by_preset('ema_decay')})")
@@ -83,12 +87,14 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=argtypes.positive_int, default=None,
                    help=f"images per batch (default: the preset's; {_by_preset('run_batch_size')})")
     p.add_argument("--learning-rate", type=argtypes.positive_float, default=None,
-                   help=f"Adam learning rate for both networks (default: the preset's; {_by_preset('learning_rate')})")
+                   help="G's Adam rate, and D's unless the preset or --d-learning-rate sets one (default: the "
+                        f"preset's; {_by_preset('learning_rate')})")
     p.add_argument("--d-learning-rate", type=argtypes.positive_float, default=None,
                    help="D's Adam rate when it should differ from G's (two time-scale updates; default: the "
-                        "preset's, the same as --learning-rate)")
+                        f"preset's; {_by_preset('d_learning_rate', unset='as G')})")
     p.add_argument("--lr-decay-steps", type=argtypes.non_negative_int, default=None, metavar="N",
-                   help="both rates fall linearly to 0 over N iterations (0: constant; default: the preset's)")
+                   help="both rates fall linearly to 0 over N iterations (0: constant; default: the preset's; "
+                        f"{_by_preset('lr_decay_steps')})")
     p.add_argument("--beta1", type=argtypes.fraction, default=None,
                    help=f"Adam beta1 (default: the preset's; {_by_preset('beta1')})")
     p.add_argument("--seed", type=argtypes.seed, default=0,
@@ -124,7 +130,8 @@ def parse_args(argv=None):
                    help="every N iterations, score --eval-num samples with genmnist.evaluate (classifier "
                         "score, Frechet distance, class coverage, precision/recall) into TensorBoard and "
                         "RUN/eval.csv, with the pinned evaluation classifier")
-    p.add_argument("--eval-num", type=argtypes.positive_int, default=2000, help="samples per evaluation (at least 129)")
+    p.add_argument("--eval-num", type=argtypes.positive_int, default=EVAL_NUM,
+                   help="samples per evaluation (at least 129)")
     p.add_argument("--no-export", action="store_true", help="skip exporting the generator at the end")
     p.add_argument("--precision", choices=precision.PRECISIONS + (precision.AUTO,), default=precision.DEFAULT,
                    help="float32, or mixed: layers compute in bfloat16/float16, variables, Adam state, "
@@ -142,6 +149,30 @@ def parse_args(argv=None):
     return args
 
 
+def _pixel_range(text):
+    """--pixel-range's LOW,HIGH as the preset field's (low, high)."""
+    return tuple(map(float, text.split(",")))
+
+
+_SETTING_OF_FLAG = {"preset": "name", "ema": "ema_decay", "r1": "r1_weight"}  # flags named unlike their setting
+_RESUME_HONOURS = {"steps", "data_dir"}  # stored settings a resumed run takes from its command line
+
+
+def ignored_on_resume(config, given):
+    """``--flag VALUE`` for each flag in ``given`` ({dest: value}, as typed on a resumed run) that asks for
+    another value of a stored setting (a preset field or a config entry): the run keeps its own."""
+    preset, ignored = config["preset"], []
+    for dest, value in sorted(given.items()):
+        name = _SETTING_OF_FLAG.get(dest, dest)
+        if name in _RESUME_HONOURS or not (hasattr(preset, name) or name in config):
+            continue
+        stored = getattr(preset, name) if hasattr(preset, name) else config[name]
+        wanted = _pixel_range(value) if name == "pixel_range" else value
+        if wanted != stored:
+            ignored.append(f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}"))
+    return ignored
+
+
 def _run_config(args):
     """The settings that define a run; stored in RUN/config.json, reused by --resume."""
     import keras
@@ -152,7 +183,7 @@ def _run_config(args):
         config = rundir.read_config(args.out, resume=True)
         print(f"resuming {args.out} with its own preset {config['preset'].name}, seed {config['seed']}, "
               f"batch size {config['batch_size']} and precision {config['precision']}", file=sys.stderr)
-        ignored = rundir.ignored_on_resume(config, args.given)
+        ignored = ignored_on_resume(config, args.given)
         if ignored:
             print(f"ignoring {', '.join(ignored)}: a resumed run keeps the settings it was started with",
                   file=sys.stderr)
@@ -170,8 +201,7 @@ def _run_config(args):
                                 penalty_fraction=args.penalty_fraction, beta1=args.beta1, n_critic=args.n_critic,
                                 clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
                                 label_smoothing=args.label_smoothing, ema_decay=args.ema,
-                                pixel_range=tuple(map(float, args.pixel_range.split(","))) if args.pixel_range
-                                else None)
+                                pixel_range=_pixel_range(args.pixel_range) if args.pixel_range else None)
     except ValueError as err:  # the preset names the field; the flag has the same name
         raise UserError(str(err)) from None
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size or preset.run_batch_size,
@@ -269,13 +299,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.out is None:
         args.out = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    if __name__ == "__main__":
-        quiet_interrupts("genmnist.train")  # Ctrl-C or SIGTERM while TensorFlow loads: one line, exit 130
-    import_tensorflow()
-    from genmnist import rundir
-    from genmnist.distribute import split_cpu
-
-    sigterm_as_interrupt()
+    with starting("genmnist.train", __name__ == "__main__"):
+        from genmnist import rundir
+        from genmnist.distribute import split_cpu
     if args.logical_cpus > 1:
         split_cpu(args.logical_cpus)
     with exit_on_user_error("genmnist.train"):

@@ -1,9 +1,9 @@
 """The parity command's legacy entry point: ``python -m legacy_v1.parity`` runs the ``parity`` package's
-command line (the harness lives outside this package, which holds the legacy code alone)."""
+command line (the harness lives outside this package, which holds the legacy code alone; ``parity.cli``
+turns oneDNN off before TensorFlow is imported)."""
 
 import sys
 
-import parity  # noqa: F401  (first: it turns oneDNN off before TensorFlow is imported)
 from parity.cli import main
 
 if __name__ == "__main__":

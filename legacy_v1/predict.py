@@ -4,32 +4,19 @@ z ~ N(0, 1), generator run with ``phase=1`` (so the sampling batch's own
 statistics normalise it), ``clip(x * 255, 0, 255)`` as uint8, one PNG per image.
 Only the network's variables are restored, so checkpoints without optimizer
 slots (e.g. from ``genmnist.convert --to-legacy``) work too.
+
+The command line (flags, one-line errors, the PNGs) is ``parity/legacy_predict.py``'s,
+built on the port's modules: this package holds the legacy code alone, and :func:`main`
+only hands over to it.
 """
 
 import os
 import sys
 
-import cv2
-import numpy as np
 
-from genmnist import argtypes, import_tensorflow
-from genmnist.errors import UserError, exit_on_user_error
-
-
-def parse_args(argv=None):
-    p = argtypes.Parser(
-        prog="python -m legacy_v1.predict",
-        description="Generate MNIST digits from a legacy_v1 (tf.compat.v1 Saver) checkpoint; writes OUT/0.png ...",
-        formatter_class=argtypes.DefaultsFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint directory (its latest checkpoint is used) or checkpoint prefix, e.g. OUT/model")
-    p.add_argument("--num", type=int, default=16, help="number of images (also the batch-norm batch)")
-    p.add_argument("--out", required=True, help="directory for the PNGs")
-    p.add_argument("--seed", type=int, default=0, help="seeds the NumPy RNG that draws z")
-    args = p.parse_args(argv)
-    if args.num <= 0:
-        p.error("--num must be positive")
-    return args
+class CheckpointError(Exception):
+    """A path that is no legacy checkpoint, or a checkpoint without the legacy GAN's variables. Message is one line;
+    the commands print it as their error."""
 
 
 def resolve_checkpoint(path):
@@ -40,8 +27,8 @@ def resolve_checkpoint(path):
     except ValueError:  # an empty or binary checkpoint index
         prefix = None
     if not prefix or not os.path.exists(prefix + ".index"):
-        raise UserError(f"no TF checkpoint at {path}; pass the --out directory of legacy_v1.train "
-                        "or a prefix like OUT/model")
+        raise CheckpointError(f"no TF checkpoint at {path}; pass the --out directory of legacy_v1.train "
+                              "or a prefix like OUT/model")
     return prefix
 
 
@@ -52,7 +39,7 @@ def restore_network(model, sess, prefix):
         tf.compat.v1.train.Saver(model.model_vars).restore(sess, prefix)
     except (tf.errors.OpError, ValueError) as err:  # not its variables (NotFound, InvalidArgument), or junk (DataLoss)
         reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
-        raise UserError(f"{prefix} does not hold the legacy GAN's variables: {reason}") from None
+        raise CheckpointError(f"{prefix} does not hold the legacy GAN's variables: {reason}") from None
 
 
 def generate(prefix, z):
@@ -65,18 +52,9 @@ def generate(prefix, z):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    import_tensorflow()
-    with exit_on_user_error("legacy_v1.predict"):
-        from legacy_v1.batching import legacy_z
-        from legacy_v1.train import legacy_uint8
-        z = legacy_z(np.random.default_rng(args.seed), args.num)
-        images = legacy_uint8(generate(resolve_checkpoint(args.checkpoint), z))
-        os.makedirs(args.out, exist_ok=True)
-        for i, image in enumerate(images):
-            cv2.imwrite(os.path.join(args.out, f"{i}.png"), image)
-        print(f"wrote {len(images)} images to {args.out}")
-    return 0
+    """``python -m legacy_v1.predict``: parity/legacy_predict.py's command line, imported only when it runs."""
+    from parity.legacy_predict import main
+    return main(argv)
 
 
 if __name__ == "__main__":

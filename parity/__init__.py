@@ -8,12 +8,8 @@ iterations free-running, for the ``GANModel`` pair and then the ``WGANModel`` pa
 
 Modules: ``tolerances`` (each stage's limits and why), ``rows`` (one comparison each,
 the table), ``pairs`` (the two sides with shared weights), ``stages`` (the checks),
-``checks`` (the whole run, and the chaos control), ``cli`` (the command line).
+``checks`` (the whole run, and the chaos control), ``cli`` (the command line), ``tf_env`` (oneDNN off:
+``cli`` and ``checks`` import it before TensorFlow).  ``legacy_train`` and ``legacy_predict`` are the command
+lines of ``python -m legacy_v1.train`` and ``legacy_v1.predict`` (product-side glue kept out of ``legacy_v1``).
 docs/parity.md records what each stage achieves.
 """
-
-import os
-
-# oneDNN reorders float arithmetic; parity compares rounding, so it must be off before TensorFlow is imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,5 +1,8 @@
 """The whole parity run (both pairs, every stage) and the chaos control it is read against."""
 
+import parity.tf_env  # noqa: F401  (first: oneDNN off before TensorFlow is imported)
+
+# isort: split
 import contextlib
 import dataclasses
 

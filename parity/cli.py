@@ -4,6 +4,7 @@ row per checked quantity and exits 0 when every row is within tolerance, 1 other
 import argparse
 
 import parity
+import parity.tf_env  # noqa: F401  (before genmnist and TensorFlow: oneDNN off)
 from genmnist import argtypes, import_tensorflow
 from genmnist.errors import exit_on_user_error
 from genmnist.presets import PRESETS

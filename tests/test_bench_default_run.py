@@ -17,18 +17,18 @@ def test_the_timed_command_is_the_default_with_only_data_out_and_seed():
 
 @pytest.mark.slow
 def test_time_command_records_each_announced_checkpoint_and_the_exit(tmp_path):
-    script = ("import sys, time\n"
+    script = ("import sys\n"
               "print('[###] 10/20 d_loss 1.0', file=sys.stderr)\n"
               "print('\\ncheckpoint (periodic) at step 500: RUN/checkpoints/ckpt-500', file=sys.stderr)\n"
-              "time.sleep(0.2)\n"
               "print('\\ncheckpoint (periodic) at step 1000: RUN/checkpoints/ckpt-1000', file=sys.stderr)\n"
               "print('\\ncheckpoint (final) at step 1200: RUN/checkpoints/ckpt-1200', file=sys.stderr)\n"
               "sys.exit(7)\n")
     log = tmp_path / "log"
     code, wall, cpu, checkpoints = default_run.time_command([sys.executable, "-c", script], str(log))
-    assert code == 7 and wall >= 0.2 and cpu >= 0
+    assert code == 7 and cpu >= 0
     assert [step for _, step in checkpoints] == [500, 1000]  # periodic ones: the final is the run's end
-    assert checkpoints[1][0] - checkpoints[0][0] >= 0.2
+    # seconds since the start, in the order announced, none after the exit (rounded as the times are)
+    assert 0 <= checkpoints[0][0] <= checkpoints[1][0] <= round(wall, 1)
     assert "d_loss 1.0" in log.read_text()  # the whole output is kept
 
 

@@ -70,6 +70,8 @@ def test_the_help_defaults_say_something(capsys):
     for model, presets in MODELS.items():  # --steps and --batch-size read their defaults from the presets
         for name, preset in presets.items():
             assert f"{model} {name}: {preset.run_steps}" in flat and f"{model} {name}: {preset.run_batch_size}" in flat
+    d_rate = flat.split("--d-learning-rate D_LEARNING_RATE ")[1].split(" --")[0]  # D's rate is the preset's too
+    assert f"dcgan default: {MODELS['dcgan']['default'].d_learning_rate:g}" in d_rate
 
 
 def test_import_tensorflow_drops_only_the_early_info_lines():

@@ -113,8 +113,10 @@ def test_critic_step_with_the_cheap_penalty_equals_the_plain_one():
         metrics = trainer.discriminator_step(real, z)
         results.append((float(metrics["d_loss"]), [v.numpy() for v in trainer.d_variables]))
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+    # Adam moves a weight by up to its rate; where a gradient is near Adam's epsilon the two penalties'
+    # rounding can shift that step by a little, so the bound is a thousandth of a step.
     for got, expected in zip(results[1][1], results[0][1]):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3 * preset.d_learning_rate)
 
 
 def _reference_r1(critic, real, fake, u, axes):

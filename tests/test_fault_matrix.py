@@ -69,7 +69,7 @@ def intact(tmp_path_factory, data_dir):
 
 
 def copy_run(source, run):
-    """A copy of the run in hard links: cheap (its checkpoints are 80 MB each); every damage below
+    """A copy of the run in hard links: cheap however large its checkpoints; every damage below
     replaces the files it changes, and so do the commands."""
     shutil.copytree(source, run, copy_function=os.link)
 

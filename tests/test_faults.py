@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from genmnist import convert, rundir, sample, trained
+from genmnist import convert, rundir, sample, train, trained
 from genmnist.errors import UserError
 from genmnist.models import build_models
 from genmnist.presets import PRESETS
@@ -241,7 +241,7 @@ def test_resume_names_every_stored_setting_a_flag_asks_to_change():
     config = {"preset": PRESETS["default"], "seed": 3, "batch_size": 64, "steps": 100, "data_dir": "d"}
     given = {"loss": "hinge", "learning_rate": 0.1, "seed": 0, "batch_size": 64, "preset": "default",
              "spectral_norm": True, "pixel_range": "0,1", "ema": 0.5, "steps": 200, "data_dir": "e", "out": "o"}
-    assert rundir.ignored_on_resume(config, given) == [
+    assert train.ignored_on_resume(config, given) == [
         "--ema 0.5", "--learning-rate 0.1", "--loss hinge", "--seed 0", "--spectral-norm"]
 
 
@@ -296,7 +296,6 @@ def test_train_out_a_file_or_unwritable_is_one_line_before_loading_data(tmp_path
     ("--eval-num", "0"), ("--logical-cpus", "-2"),
 ])
 def test_train_numeric_flags_are_range_checked_by_argparse(capsys, flag, value):
-    from genmnist import train
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(["--out", "o", flag, value])
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -398,8 +397,6 @@ def _wait_until_catching(pid, signum, timeout=120):
 @pytest.mark.slow
 def test_a_run_stopped_before_its_export_exports_on_resume(tiny_run, tmp_path):
     import shutil
-
-    from genmnist import train
     out, data_dir = tiny_run  # trained with --no-export: as if killed after its final checkpoint
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)

@@ -6,6 +6,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import ast  # noqa: E402
 import pathlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -17,14 +19,42 @@ from legacy_v1.batching import LegacyBatcher  # noqa: E402
 from legacy_v1.model import GANModel, WGANModel  # noqa: E402
 
 
+def _imported(tree):
+    """The top-level package of every module ``tree`` imports, wherever the import stands."""
+    names = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    names += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    return {name.split(".")[0] for name in names}
+
+
 def test_the_legacy_reference_imports_nothing_from_the_port():
-    """The graphs and the batcher are the reference genmnist is checked against: their constants are their own."""
+    """legacy_v1 is the reference genmnist is checked against: its constants are its own, and its modules import
+    nothing from genmnist.  The command lines (flags, one-line errors, MNIST loading: built on genmnist) are the
+    parity package's; a legacy command's ``main`` only hands over to it, the graphs and the batcher not even that."""
     package = pathlib.Path(__file__).parent.parent / "legacy_v1"
-    for module in ("model.py", "batching.py", "__init__.py"):
-        tree = ast.parse((package / module).read_text())
-        imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
-        imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
-        assert not [name for name in imported if name.split(".")[0] in ("genmnist", "parity")], module
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        assert "genmnist" not in _imported(tree), path.name
+        if path.name in ("model.py", "batching.py", "__init__.py"):
+            assert "parity" not in _imported(tree), path.name
+        elif path.name in ("train.py", "predict.py"):
+            mains = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main"]
+            rest = [node for node in tree.body if node not in mains]
+            assert len(mains) == 1 and "parity" not in _imported(ast.Module(body=rest, type_ignores=[])), path.name
+
+
+@pytest.mark.slow
+def test_the_legacy_commands_keep_tensorflows_defaults():
+    """The legacy commands' command lines live in the parity package, whose harness turns oneDNN off: importing
+    them does not, so python -m legacy_v1.train runs with the settings it always had; the harness still does."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+    code = "import os, sys; import {}; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), 'tensorflow' in sys.modules)"
+    root = pathlib.Path(__file__).parent.parent
+    for modules, expected in (("parity.legacy_train, parity.legacy_predict", "None False"),
+                              ("parity.cli", "0 False")):
+        done = subprocess.run([sys.executable, "-c", code.format(modules)], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == expected.split(), modules
 
 
 def _rows(batches):

@@ -20,6 +20,9 @@ from genmnist.models import Z_DIM, build_models
 from conftest import make_tiny_run, train_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A spawned run's length where it must still be running when the test stops it: far more steps than
+# run between its first checkpoint and the signal.
+UNFINISHABLE = 100000
 
 
 def run_train(out, data_dir, *extra, steps=12):
@@ -139,20 +142,23 @@ def _spawn_until_a_checkpoint(out, data_dir, steps, timeout=120):
 def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tmp_path):
     out, data_dir = finished_run
     killed = tmp_path / "killed"
-    proc = _spawn_until_a_checkpoint(killed, data_dir, steps=12)
+    proc = _spawn_until_a_checkpoint(killed, data_dir, steps=UNFINISHABLE)
     proc.kill()
-    assert proc.wait() == -signal.SIGKILL  # the kill landed before the run finished
+    assert proc.wait() == -signal.SIGKILL  # still running: the kill ended it
     stopped_at = int(tf.train.latest_checkpoint(str(killed / "checkpoints")).rsplit("-", 1)[1])
-    assert stopped_at < 12
-    assert run_train(killed, data_dir, "--resume", steps=12) == 0
-    assert_same_weights(weights(killed), weights(out))
+    # compared with the finished run, or, where the kill landed past its length, with a longer uninterrupted one
+    steps, uninterrupted = (12, out) if stopped_at < 12 else (stopped_at + 2, tmp_path / "uninterrupted")
+    if uninterrupted != out:
+        assert run_train(uninterrupted, data_dir, steps=steps) == 0
+    assert run_train(killed, data_dir, "--resume", steps=steps) == 0
+    assert_same_weights(weights(killed), weights(uninterrupted))
 
 
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_exits_130(finished_run, tmp_path):
     _, data_dir = finished_run
     interrupted = tmp_path / "interrupted"
-    proc = _spawn_until_a_checkpoint(interrupted, data_dir, steps=100000)
+    proc = _spawn_until_a_checkpoint(interrupted, data_dir, steps=UNFINISHABLE)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -260,9 +266,9 @@ def test_mirrored_on_two_logical_cpus_matches_one_device():
     assert sorted(cases) == ["dcgan default", "dcgan wgan clip", "legacy wgan-gp", "wgan-gp"]
     for diffs in cases.values():
         assert diffs["replicas"] == 2
-        assert diffs["metric_abs_diff"] < 1e-4  # losses, D(x), D(G(z)); a misaligned penalty gives 5e-3..3e-2
+        assert diffs["metric_abs_diff"] < 1e-4  # losses, D(x), D(G(z)): rounding passes, a misaligned penalty not
         # Adam's early updates are ~lr * sign(g): float-level gradient differences flip a few
-        # near-zero elements, so compare whole updates (measured <= 6e-4; misaligned penalty: 0.12).
+        # near-zero elements, so compare whole updates: room for those flips, far below a misaligned penalty.
         assert diffs["update_max"] > 1e-4 and diffs["update_rel_l2"] < 1e-2
     assert cases["dcgan default"]["update_rel_l2"] < 1e-4
     assert cases["dcgan wgan clip"]["mirrored_largest_d_weight"] <= 0.01 + 1e-7
@@ -272,15 +278,18 @@ def test_mirrored_on_two_logical_cpus_matches_one_device():
 def test_mirrored_cli_run_writes_one_set_of_outputs_and_trains_as_one_device(finished_run, tmp_path):
     _, data_dir = finished_run
     out = tmp_path / "mirrored"
-    proc = _spawn(out, data_dir, 4, "--strategy", "mirrored", "--logical-cpus", "2", "--no-export")
+    # The Adam settings the bounds below were set with (both rates 2e-4, beta1 0.5), pinned: with momentum
+    # off and higher rates every step is sign-like and the two runs' rounding grows past them.
+    adam = ("--learning-rate", "2e-4", "--d-learning-rate", "2e-4", "--beta1", "0.5")
+    proc = _spawn(out, data_dir, 4, "--strategy", "mirrored", "--logical-cpus", "2", "--no-export", *adam)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert sorted(os.listdir(out / "samples")) == ["step_000000.png", "step_000004.png"]
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-4")
     # The same run on one device: the split batch (batch norm synchronised) makes the same updates
-    # up to rounding that Adam's early sign-like steps amplify (measured: kernels within 8% of their
-    # update, the final grids within 1 grey level).  Biases ahead of a batch norm get no gradient.
-    assert run_train(tmp_path / "single", data_dir, "--no-export", steps=4) == 0
+    # up to rounding that Adam's early sign-like steps amplify: the bounds below leave room for that
+    # rounding, not for a run trained on other batches or statistics.  Biases ahead of a batch norm get no gradient.
+    assert run_train(tmp_path / "single", data_dir, "--no-export", *adam, steps=4) == 0
     keras.utils.set_random_seed(0)
     initial, _ = build_models(rundir.read_config(str(out))["preset"])  # where both runs started
     mirrored, _ = trained.restore_generator(str(out), average=False)
