@@ -6,15 +6,18 @@ What a user of the default gets: the wall time from start to exit (TensorFlow's 
 loading, the warm-up, grids, checkpoints and the export included) against the budget the default
 preset's run length is sized for (``presets.RUN_BUDGET_MINUTES``), when each checkpoint was written,
 and the exported run's samples scored as every search row is (``bench.search.score``, the pinned
-classifier).  A checkpoint's quality at its step is the search row of the default recipe at that step:
-resume is exact, so a search run passes through the same weights.  Run it with the machine otherwise
-idle: each row records the load average.  Rows accumulate in bench/results/default_run.{json,md}.
+classifier), and so is the checkpoint written nearest :data:`EARLY_SECONDS` into the run (the early
+checkpoint the quality bar also judges): each checkpoint is hard-linked aside as it is announced, since
+the run keeps only its latest few.  Run it with the machine otherwise idle: each row records the load
+average.  Rows accumulate in bench/results/default_run.{json,md}.
 """
 
 import argparse
 import json
 import os
+import glob
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +29,8 @@ from genmnist.presets import RUN_BUDGET_MINUTES, get_preset
 
 STEM = "default_run"
 CHECKPOINT_LINE = "checkpoint (periodic) at step "
+EARLY_SECONDS = 5 * 60  # the early checkpoint the quality bar judges: the one written nearest this
+KEPT = "kept-checkpoints"  # beside a timed run: hard links to every checkpoint it announced
 
 
 def default_command(data_dir, run_dir, seed):
@@ -33,9 +38,16 @@ def default_command(data_dir, run_dir, seed):
     return [sys.executable, "-m", "genmnist.train", "--data-dir", data_dir, "--out", run_dir, "--seed", str(seed)]
 
 
-def time_command(cmd, log_path):
+def keep_checkpoint(prefix, kept_dir):
+    """Hard-link the files of the checkpoint ``prefix`` into ``kept_dir``: the run may delete its own names."""
+    os.makedirs(kept_dir, exist_ok=True)
+    for name in glob.glob(glob.escape(prefix) + ".*"):
+        os.link(name, os.path.join(kept_dir, os.path.basename(name)))
+
+
+def time_command(cmd, log_path, kept_dir=None):
     """Run ``cmd`` with its output in ``log_path``; (exit code, wall s, CPU s, [(seconds, step)] of each
-    periodic checkpoint it announced)."""
+    periodic checkpoint it announced).  With ``kept_dir``, each announced checkpoint is kept there."""
     checkpoints = []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -44,13 +56,35 @@ def time_command(cmd, log_path):
         for line in process.stderr:  # progress lines end in "\r" on a terminal only: here each is a line
             log.write(line)
             if line.startswith(CHECKPOINT_LINE):
-                checkpoints.append((round(time.perf_counter() - start, 1),
-                                    int(line[len(CHECKPOINT_LINE):].split(":", 1)[0])))
+                step, prefix = line[len(CHECKPOINT_LINE):].rstrip("\n").split(": ", 1)
+                checkpoints.append((round(time.perf_counter() - start, 1), int(step)))
+                if kept_dir:
+                    keep_checkpoint(prefix, kept_dir)
         code = process.wait()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return code, wall, cpu, checkpoints
+
+
+def nearest_early(checkpoints):
+    """The (seconds, step) of the checkpoint written nearest :data:`EARLY_SECONDS`, or None without one."""
+    return min(checkpoints, key=lambda c: abs(c[0] - EARLY_SECONDS), default=None)
+
+
+def score_kept(run_dir, step, reference, num):
+    """``bench.search.score`` of the kept ``ckpt-STEP``: a run directory of its own is made beside the run
+    (the run's config, that checkpoint's links, an index naming it)."""
+    import tensorflow as tf
+
+    scored = f"{run_dir}-at-{step}"
+    os.makedirs(rundir.path(scored, rundir.CHECKPOINTS))
+    shutil.copy(rundir.path(run_dir, rundir.CONFIG), rundir.path(scored, rundir.CONFIG))
+    for name in glob.glob(os.path.join(f"{run_dir}-{KEPT}", f"ckpt-{step}.*")):
+        os.link(name, rundir.path(scored, rundir.CHECKPOINTS, os.path.basename(name)))
+    tf.compat.v1.train.update_checkpoint_state(rundir.path(scored, rundir.CHECKPOINTS), f"ckpt-{step}")
+    metrics, _, _ = search.score(scored, step, reference, num)
+    return metrics
 
 
 def markdown(info):
@@ -59,11 +93,12 @@ def markdown(info):
              "--seed SEED`, nothing else)",
              f"- budget: {RUN_BUDGET_MINUTES} min of wall time on an idle 2-core CPU, start-up and export included",
              "- quality: the exported run (G's weight average), 10,000 samples scored with the pinned classifier "
-             "as bench/results/search.md scores its rows; a checkpoint's quality is that table's row of the "
-             "default recipe at its step", "",
+             "as bench/results/search.md scores its rows; `early` is the checkpoint written nearest "
+             f"{EARLY_SECONDS // 60} min into the run, scored the same way (score / FD / precision / recall / classes)",
+             "",
              "| date | machine | load start / end | seed | steps | wall min | CPU min | within budget | "
-             "checkpoints (min: step) | score | FD | precision | recall | classes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "checkpoints (min: step) | score | FD | precision | recall | classes | early (min: step) | early |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in info["rows"]:
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
@@ -71,8 +106,17 @@ def markdown(info):
                      f"| {row['seed']} | {row['steps']} | {row['wall_s'] / 60:.1f} | {row['cpu_s'] / 60:.1f} "
                      f"| {'yes' if row['wall_s'] <= RUN_BUDGET_MINUTES * 60 else 'no'} | {checkpoints} "
                      f"| {m['classifier_score']:.2f} | {m['frechet_distance']:.1f} | {m['precision']:.3f} "
-                     f"| {m['recall']:.3f} | {m['classes_covered']} |")
+                     f"| {m['recall']:.3f} | {m['classes_covered']} | {_early(row)}")
     return "\n".join(lines) + "\n"
+
+
+def _early(row):
+    early = row.get("early")  # rows timed before the early checkpoint was scored have none
+    if not early:
+        return "| |"
+    e = early["samples"]
+    return (f"{early['seconds'] / 60:.1f}: {early['step']} | {e['classifier_score']:.2f} / "
+            f"{e['frechet_distance']:.1f} / {e['precision']:.3f} / {e['recall']:.3f} / {e['classes_covered']} |")
 
 
 def parse_args(argv=None):
@@ -104,14 +148,19 @@ def main(argv=None):
             load_start = os.getloadavg()[0]
             print(f"seed {seed}: timing the default command into {run_dir}", flush=True)
             code, wall, cpu, checkpoints = time_command(default_command(args.data_dir, run_dir, seed),
-                                                        run_dir + ".log")
+                                                        run_dir + ".log", f"{run_dir}-{KEPT}")
             if code != 0:
                 sys.exit(f"bench.default_run: the default command exited {code}; see {run_dir}.log")
             load_end = os.getloadavg()[0]
             metrics, _, _ = search.score(run_dir, rundir.read_config(run_dir)["steps"], reference, args.num)
+            early = nearest_early(checkpoints)
+            if early:
+                early = {"seconds": early[0], "step": early[1],
+                         "samples": score_kept(run_dir, early[1], reference, args.num)["samples"]}
             info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
                                  "steps": steps, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                                  "load_start": load_start, "load_end": load_end, "checkpoints": checkpoints,
+                                 "early": early,
                                  "classifier_sha256": reference[0].sha256, **metrics})
             common.write_report(args.results, STEM, info, markdown)
     return 0

@@ -16,17 +16,32 @@ def test_the_timed_command_is_the_default_with_only_data_out_and_seed():
 
 
 @pytest.mark.slow
-def test_time_command_records_each_announced_checkpoint_and_the_exit(tmp_path):
-    script = ("import sys\n"
+def test_time_command_records_each_announced_checkpoint_keeps_it_and_the_exit(tmp_path):
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    # each announced checkpoint's files exist when announced; the run deletes the older one afterwards
+    script = ("import os, sys\n"
+              f"run = {str(run)!r}\n"
+              "def save(step):\n"
+              "    for ext in ('index', 'data-00000-of-00001'):\n"
+              "        open(os.path.join(run, f'ckpt-{step}.{ext}'), 'w').write(str(step))\n"
               "print('[###] 10/20 d_loss 1.0', file=sys.stderr)\n"
-              "print('\\ncheckpoint (periodic) at step 500: RUN/checkpoints/ckpt-500', file=sys.stderr)\n"
-              "print('\\ncheckpoint (periodic) at step 1000: RUN/checkpoints/ckpt-1000', file=sys.stderr)\n"
-              "print('\\ncheckpoint (final) at step 1200: RUN/checkpoints/ckpt-1200', file=sys.stderr)\n"
+              "save(500)\n"
+              "print(f'\\ncheckpoint (periodic) at step 500: {run}/ckpt-500', file=sys.stderr, flush=True)\n"
+              "save(1000)\n"
+              "print(f'\\ncheckpoint (periodic) at step 1000: {run}/ckpt-1000', file=sys.stderr, flush=True)\n"
+              "import time; time.sleep(0.5)\n"
+              "for ext in ('index', 'data-00000-of-00001'):\n"
+              "    os.remove(os.path.join(run, f'ckpt-500.{ext}'))\n"
+              "print(f'\\ncheckpoint (final) at step 1200: {run}/ckpt-1200', file=sys.stderr)\n"
               "sys.exit(7)\n")
-    log = tmp_path / "log"
-    code, wall, cpu, checkpoints = default_run.time_command([sys.executable, "-c", script], str(log))
+    log, kept = tmp_path / "log", tmp_path / "kept"
+    code, wall, cpu, checkpoints = default_run.time_command([sys.executable, "-c", script], str(log), str(kept))
     assert code == 7 and cpu >= 0
     assert [step for _, step in checkpoints] == [500, 1000]  # periodic ones: the final is the run's end
+    assert sorted(p.name for p in kept.iterdir()) == [f"ckpt-{n}.{ext}" for n in (1000, 500)
+                                                       for ext in ("data-00000-of-00001", "index")]
+    assert (kept / "ckpt-500.index").read_text() == "500"  # outlives the run's own deletion
     # seconds since the start, in the order announced, none after the exit (rounded as the times are)
     assert 0 <= checkpoints[0][0] <= checkpoints[1][0] <= round(wall, 1)
     assert "d_loss 1.0" in log.read_text()  # the whole output is kept
@@ -44,5 +59,21 @@ def test_the_report_judges_each_row_against_the_budget():
                                  "rows": [row(0, RUN_BUDGET_MINUTES - 1), row(1, RUN_BUDGET_MINUTES + 1)]})
     lines = [line for line in text.splitlines() if line.startswith("| d |")]
     assert len(lines) == 2
-    assert "| yes | 5.0: 500 | 8.00 | 7.0 | 0.700 | 0.800 | 10 |" in lines[0]
+    assert "| yes | 5.0: 500 | 8.00 | 7.0 | 0.700 | 0.800 | 10 | | |" in lines[0]
     assert "| no |" in lines[1]
+
+
+def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_minutes():
+    assert default_run.nearest_early([(230.0, 1000), (340.0, 1500), (450.0, 2000)]) == (340.0, 1500)
+    assert default_run.nearest_early([(250.0, 500), (520.0, 1000)]) == (250.0, 500)
+    assert default_run.nearest_early([]) is None
+    metrics = {"classifier_score": 8.0, "frechet_distance": 7.0, "precision": 0.7, "recall": 0.8,
+               "classes_covered": 10}
+    early = {"seconds": 304.7, "step": 1500, "samples": {**metrics, "frechet_distance": 12.34}}
+    row = {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": 0, "steps": 2500,
+           "wall_s": 480, "cpu_s": 800, "checkpoints": [(304.7, 1500)], "samples": metrics, "early": early}
+    text = default_run.markdown({"command": "python -m bench.default_run", "rows": [row]})
+    line = [line for line in text.splitlines() if line.startswith("| d |")][0]
+    header = [line for line in text.splitlines() if line.startswith("| date")][0]
+    assert line.count("|") == header.count("|")
+    assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 |")
