@@ -13,9 +13,9 @@ average.  Rows accumulate in bench/results/default_run.{json,md}.
 """
 
 import argparse
+import glob
 import json
 import os
-import glob
 import resource
 import shutil
 import subprocess
