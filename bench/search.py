@@ -258,10 +258,12 @@ def _load(row):
 def markdown(rows, ceiling, queue_path):
     """The search table: every row, then each (recipe, budget)'s mean over its seeds."""
     shas = sorted({r["classifier_sha256"][:12] for r in rows})
+    nums = sorted({r["num"] for r in rows if not r.get("diverged")})  # diverged rows were not scored
     lines = ["# Quality search", "",
              f"`python -m bench.search` runs the queue in `{_shown(queue_path)}` one job at a "
              "time; each row is one (recipe, seed, budget), trained with `genmnist.train` (flags below, "
-             "`--data-dir` the real MNIST files) and scored on 10000 samples against the MNIST test split "
+             f"`--data-dir` the real MNIST files) and scored on {' or '.join(map(str, nums)) or '-'} samples against "
+             "the MNIST test split "
              f"with the pinned classifier (sha256 {', '.join(shas) or '-'}). Wall and CPU time cover every training "
              "process of the run up to that budget (start-up included, scoring and export not); a row whose "
              "run was killed and resumed counts the killed process's time too.", "",

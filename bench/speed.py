@@ -3,7 +3,8 @@
     python -m bench.speed --data-dir ../shared/data/mnist [--steps 1] [--repeats 30]
 
 One process, batch 128, the legacy architecture; the legacy preset (parity) and
-the default preset in each precision, beside float32 and bfloat16 matmul peaks.  The machine is
+the default preset in each precision, beside float32 and bfloat16 matmul peaks, and each speed path's
+gain: a preset that takes it against the same preset with only that path off.  The machine is
 shared and noisy, so every comparison is made inside this run: the variants
 are timed in interleaved rounds (the order rotates each round) and ratios
 are taken within a round, then the median over rounds is reported.  Writes
@@ -27,7 +28,7 @@ from genmnist import loop, precision
 from genmnist.data import batches, load_mnist
 from genmnist.defaults import CHECKPOINT_EVERY, LOG_EVERY
 from genmnist.models import Z_DIM, build_models
-from genmnist.presets import get_preset
+from genmnist.presets import SPEED_PATHS, get_preset
 from genmnist.training import GANTrainer
 
 BATCH = 128
@@ -36,6 +37,42 @@ TARGET_RATIO, TARGET_OVERHEAD = 0.9, 0.03
 # The default preset's step: float32 and the best precision against legacy_v1, and the best one's use of its peak.
 TARGET_FLOAT32_RATIO, TARGET_BEST_RATIO, TARGET_BEST_PEAK = 0.85, 0.5, 0.6
 PEAK_DTYPES = {"matmul peak": tf.float32, "matmul peak bfloat16": tf.bfloat16}
+LEGACY, DEFAULT = get_preset("dcgan", "legacy"), get_preset("dcgan", "default")
+# The variants the speed paths are timed on, each a preset that takes them (genmnist.speedpaths says where
+# each applies): 'genmnist' is the legacy preset's training step, 'penalty' the WGAN-GP critic step.  The
+# default preset's R1 keeps the reference arithmetic, so ImageConv2D is timed on that preset without R1.
+BASES = {"genmnist": LEGACY, "genmnist default --r1 0": DEFAULT.replace(r1_weight=0.0),
+         "penalty": DEFAULT.with_loss("wgan-gp")}
+STEP_BASES = ("genmnist", "genmnist default --r1 0")  # in the training step table; 'penalty' in its own
+PATH_BASES = {"fused_adam": "genmnist", "fused_batch_norm": "genmnist", "joint_d_pass": "genmnist",
+              "image_conv": "genmnist default --r1 0", "double_backprop": "penalty"}
+
+
+def without(preset, path):
+    """``preset`` with the speed path ``path`` off and the others as they were."""
+    return preset.replace(speed_paths=tuple(p for p in preset.speed_paths if p != path))
+
+
+def path_label(path):
+    """The row that times a run with only ``path`` off (genmnist.speedpaths.PATHS cites it)."""
+    return f"{PATH_BASES[path]} without {path}"
+
+
+def path_variants(base):
+    """The presets timed beside the variant ``base`` (a key of BASES), by row: each path timed on it, off."""
+    return {path_label(path): without(BASES[base], path) for path in SPEED_PATHS if PATH_BASES[path] == base}
+
+
+def path_gains(times, cpu_times, base):
+    """Each speed path timed on ``base``: the step time of its row over the base's, within each round, then
+    the median over rounds (above 1: the path saves time)."""
+    gains = {}
+    for path in SPEED_PATHS:
+        if PATH_BASES[path] == base:
+            row, ref, cpu_ref = path_label(path), np.array(times[base]), np.array(cpu_times[base])
+            gains[path] = {"row": row, "base": base, "ratio": float(np.median(np.array(times[row]) / ref)),
+                           "cpu_ratio": float(np.median(np.array(cpu_times[row]) / cpu_ref))}
+    return gains
 
 
 # --- FLOPs from the layer shapes -------------------------------------------------------------
@@ -272,16 +309,23 @@ def main(argv=None):
         info["data"] = f"synthetic uint8 ({type(err).__name__}: {err})"
 
     keras.utils.set_random_seed(0)
-    preset = get_preset("dcgan", "legacy")
+    preset = LEGACY
     generator, discriminator = build_models(preset)
     trainer = GANTrainer(generator, discriminator, preset, seed=0)
     reals = list(batches(data, BATCH, preset.pixel_range, seed=0).take(4))
     inputs = [(real, tf.random.stateless_normal([BATCH, 100], seed=[0, k])) for k, real in enumerate(reals)]
-    # The straight port, for scale: the same preset with every speed path off (genmnist.speedpaths),
-    # on its own copy of the same initial weights.
-    keras.utils.set_random_seed(0)
-    port_preset = preset.replace(speed_paths=False)
-    straight_port = GANTrainer(*build_models(port_preset), port_preset, seed=0)
+    # The straight port, for scale: the same preset with every speed path off (genmnist.speedpaths); then
+    # each path's gain: the variant that takes it with only that path off (PATH_BASES).  Each trainer starts
+    # from its own copy of the same initial weights.
+    others = {"genmnist, straight port": preset.replace(speed_paths=())}
+    for base in STEP_BASES:
+        if base != "genmnist":  # that one is `trainer`
+            others[base] = BASES[base]
+        others.update(path_variants(base))
+    trainers = {}
+    for name, p in others.items():
+        keras.utils.set_random_seed(0)
+        trainers[name] = GANTrainer(*build_models(p), p, seed=0)
     xla_step = tf.function(trainer.train_step.python_function, jit_compile=True)
 
     from legacy_v1.model import GANModel
@@ -293,7 +337,7 @@ def main(argv=None):
         session.run(legacy.init)
 
     # The default preset (the product's) in each precision, each from the same seeded initial weights.
-    default_preset = get_preset("dcgan", "default")
+    default_preset = DEFAULT
     by_precision = {}
     for name in args.precisions:
         keras.utils.set_random_seed(0)
@@ -304,7 +348,7 @@ def main(argv=None):
     peaks = {name: matmul_peak(dtype=dtype) for name, dtype in PEAK_DTYPES.items()}
     peak_flops = peaks["matmul peak"][1]
     variants = {"genmnist": genmnist_step(trainer.train_step, inputs),
-                "genmnist, straight port": genmnist_step(straight_port.train_step, inputs),
+                **{name: genmnist_step(t.train_step, inputs) for name, t in trainers.items()},
                 "genmnist XLA": genmnist_step(xla_step, inputs),
                 **{name: genmnist_step(t.train_step, inputs) for name, t in by_precision.items()},
                 **{name: legacy_step(legacy, s, feeds) for name, s in sessions.items()},
@@ -324,10 +368,8 @@ def main(argv=None):
 
     g_macs, d_macs = layer_macs(generator), layer_macs(discriminator)
     parts, extra_g = iteration_flops(g_macs, d_macs, BATCH)
-    flops = {name: sum(parts.values())
-             for name in ("genmnist", "genmnist, straight port", "genmnist XLA", *by_precision)}
-    for name in sessions:
-        flops[name] = sum(parts.values()) + extra_g
+    flops = {name: sum(parts.values()) + (extra_g if name in sessions else 0)
+             for name in variants if name not in PEAK_DTYPES}
     rows = {}
     legacy_names = list(sessions)
     for name in variants:
@@ -349,6 +391,8 @@ def main(argv=None):
             rows[name][f"ratio_to {ref}"] = float(np.median(t / np.array(times[ref])))
             rows[name][f"cpu_ratio_to {ref}"] = float(np.median(c / np.array(cpu_times[ref])))
     info["steps"] = rows
+    info["speed_paths"] = {path: gain for base in STEP_BASES
+                           for path, gain in path_gains(times, cpu_times, base).items()}
     info["matmul_peaks"] = {
         name: {"gflop_per_s": float(np.median(peak_flops / np.array(times[name])) / 1e9), "size": 2048,
                "dtype": PEAK_DTYPES[name].name,
@@ -363,6 +407,7 @@ def main(argv=None):
     # One trace for the benchmark's z [b, 100], one for the loop's noise(); more would mean retracing.
     info["train_step_traces"] = trainer.train_step.experimental_get_tracing_count()
     info["penalty_step"] = penalty_step(data, args.repeats)
+    info["speed_paths"].update(info["penalty_step"]["speed_paths"])
 
     ratio = {kind: max(rows["genmnist"][f"{kind}ratio_to {ref}"] for ref in legacy_names) for kind in ("", "cpu_")}
     overhead = info["loop"]["total_overhead_share"]
@@ -429,11 +474,13 @@ def markdown(info):
                      f"{r['gflop_per_cpu_s']:.1f} | {r['peak_fraction_cpu']:.1%} |")
     lines += ["", "genmnist runs TF's fused Adam kernel (ResourceApplyAdam), one D pass over concat(real, fake) "
               "and the fused batch-norm kernel; 'genmnist, straight port' is the same preset with the speed paths off "
-              "(`speed_paths=False`, genmnist.speedpaths): Keras' own Adam, two D passes and tf.nn.moments batch "
-              "norm, as first ported. Both compute the same functions "
-              "(tests/test_training.py; `python -m legacy_v1.parity` for the legacy preset). The default preset's "
-              "D also computes its float32 gradient to the images as a matmul plus shifted sums "
-              "(genmnist.models.ImageConv2D), and its batch norm reads bfloat16 under mixed_bfloat16."]
+              "(`speed_paths=()`, genmnist.speedpaths): Keras' own Adam, two D passes and tf.nn.moments batch "
+              "norm, as first ported, and 'genmnist without P' the same preset with only the speed path P off. "
+              "All compute the same functions "
+              "(tests/test_training.py; `python -m legacy_v1.parity` for the legacy preset). "
+              "'genmnist default --r1 0' is the default preset without its R1 penalty, which keeps the reference "
+              "arithmetic: without it D computes its float32 gradient to the images as a matmul plus shifted sums "
+              "(genmnist.models.ImageConv2D). The default preset's batch norm reads bfloat16 under mixed_bfloat16."]
     lines += ["", "Each row's 'of matmul peak' is against the peak of the dtype its matmuls run in "
               "(bfloat16 for mixed_bfloat16, float32 otherwise; float16 has no native CPU kernels).", ""]
     for name, pk in info["matmul_peaks"].items():
@@ -452,8 +499,9 @@ def markdown(info):
     for part, value in info["flops"]["parts_per_iteration"].items():
         lines.append(f"- {part}: {value / 1e9:.2f} GFLOP")
     lines += [f"- legacy_v1 only: its G-step `Session.run` recomputes G forward: "
-              f"+{info['flops']['legacy_extra_generator_forward'] / 1e9:.2f} GFLOP", "",
-              "## Sampling (generator forward, training=False)", "",
+              f"+{info['flops']['legacy_extra_generator_forward'] / 1e9:.2f} GFLOP", ""]
+    lines += speed_paths_markdown(info["speed_paths"])
+    lines += ["## Sampling (generator forward, training=False)", "",
               "| case | images/s | images per CPU-second |", "|---|---|---|"]
     lines += [f"| {k} | {v['images_per_s']:,.0f} | {v['images_per_cpu_s']:,.0f} |"
               for k, v in info["sampling_images_per_s"].items()]
@@ -487,12 +535,13 @@ def penalty_step(data, repeats):
 
     One critic step as the trainer's ``discriminator_step`` runs it (G forward on the noise, then D's
     update) from the same initial weights, timed in interleaved rounds: without the penalty, with it as
-    genmnist computes it, and with the speed paths off (the plain nested-tape penalty,
-    losses.gradient_penalty: the cost before the masks were cut, and Keras' own Adam).
+    genmnist computes it, with only the double backprop off (the plain nested-tape penalty,
+    losses.gradient_penalty: the cost before the masks were cut), and with every speed path off (that
+    penalty and Keras' own Adam).
     """
-    preset = get_preset("dcgan", "default").with_loss("wgan-gp")
-    presets = {"no penalty": preset.replace(gp_weight=0.0), "penalty": preset,
-               "penalty, straight port": preset.replace(speed_paths=False)}
+    preset = BASES["penalty"]
+    presets = {"no penalty": preset.replace(gp_weight=0.0), "penalty": preset, **path_variants("penalty"),
+               "penalty, straight port": preset.replace(speed_paths=())}
     trainers = {}
     for name, p in presets.items():
         keras.utils.set_random_seed(0)
@@ -514,16 +563,29 @@ def penalty_step(data, repeats):
     rows = {name: {"step_s": float(np.median(times[name])), "cpu_s": float(np.median(cpu_times[name])),
                    "ratio": float(np.median(np.array(times[name]) / base)),
                    "cpu_ratio": float(np.median(np.array(cpu_times[name]) / base_cpu))} for name in trainers}
-    return {"rows": rows, "target": TARGET_PENALTY_RATIO,
-            "met": rows["penalty"]["cpu_ratio"] <= TARGET_PENALTY_RATIO}
+    return {"rows": rows, "target": TARGET_PENALTY_RATIO, "met": rows["penalty"]["cpu_ratio"] <= TARGET_PENALTY_RATIO,
+            "speed_paths": path_gains(times, cpu_times, "penalty")}
+
+
+def speed_paths_markdown(gains):
+    """Each speed path's gain: the table genmnist.speedpaths.PATHS points into."""
+    lines = ["## Speed paths", "",
+             "Each speed path (genmnist.speedpaths) timed on a variant that takes it: that variant's step with "
+             "only the path off, over the same step with it, taken within each round (above 1: the path saves "
+             "that share of the step). The rows are in the tables above and below.", "",
+             "| speed path | row | timed on | wall ratio | CPU ratio |", "|---|---|---|---|---|"]
+    lines += [f"| {path} | {g['row']} | {g['base']} | {g['ratio']:.3f} | {g['cpu_ratio']:.3f} |"
+              for path, g in gains.items()]
+    return lines + [""]
 
 
 def penalty_step_markdown(result):
     lines = ["## WGAN-GP critic step", "",
              "DCGAN critic, batch 128, one critic step (G forward, then D forward, backward, Adam); ratios to "
-             "the same step without the penalty, taken within each round. 'straight port' has the speed paths "
-             "off (genmnist.speedpaths): the plain penalty formula (losses.gradient_penalty), which also "
-             "backpropagates zeros through D's forward pass, and Keras' own Adam.", "",
+             "the same step without the penalty, taken within each round. 'without double_backprop' computes "
+             "the penalty with the plain formula (losses.gradient_penalty), which also backpropagates zeros "
+             "through D's forward pass; 'straight port' has every speed path off (genmnist.speedpaths): that "
+             "formula and Keras' own Adam.", "",
              "| critic step | wall ms | CPU ms | wall ratio | CPU ratio |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {r['step_s'] * 1e3:.0f} | {r['cpu_s'] * 1e3:.0f} | {r['ratio']:.2f} | "
               f"{r['cpu_ratio']:.2f} |" for name, r in result["rows"].items()]

@@ -176,11 +176,6 @@ def _layer_chain(model, last):
     return layers
 
 
-def recompute_batch_norm_stats(generator, batches=20, batch_size=128, seed=0):
-    """One-off :class:`BatchNormStatistics` of ``generator``: recompute now; returns the BatchNorm layers."""
-    return BatchNormStatistics(generator, batches, batch_size, seed)()
-
-
 def rewrites_statistics(mode):
     """Whether sampling with ``mode`` (a preset's ``sampling_stats``) rewrites G's moving statistics: a
     trainer then samples from a copy, so training never sees them."""

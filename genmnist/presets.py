@@ -26,6 +26,9 @@ CONTRIB_BN_DECAY = 0.999  # tf.contrib.layers.batch_norm's moving-average decay,
 # moving averages as trained, or those recomputed for the sampled weights first.
 SAMPLING_STATS = ("batch", "moving", "recomputed")
 MODEL_NAMES = ("dcgan", "wgan")
+# The speed paths a preset may take, by the names of genmnist.speedpaths' deciding functions (the same
+# names): a preset's ``speed_paths`` names those on, all by default; none is the straight port.
+SPEED_PATHS = ("fused_adam", "fused_batch_norm", "joint_d_pass", "image_conv", "double_backprop")
 # The wall time the default preset's run (``run_steps`` of ``run_batch_size``) is sized for, start-up
 # and export included, on an idle 2-core CPU; bench/default_run.py times it.
 RUN_BUDGET_MINUTES = 15
@@ -39,6 +42,7 @@ _KINDS = {  # a field's annotation -> whether a value is of that kind (JSON writ
     str: lambda v: isinstance(v, str), bool: lambda v: isinstance(v, bool), float: _real,
     int: lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
     tuple: lambda v: isinstance(v, tuple) and len(v) == 2 and all(map(_real, v)),
+    tuple[str, ...]: lambda v: isinstance(v, tuple) and all(isinstance(n, str) for n in v),
 }
 
 
@@ -68,7 +72,7 @@ class Preset:
     spectral_norm: bool = False         # spectral normalisation on D's layers
     label_smoothing: float = 0.0        # D's target for real images is 1 - this (sigmoid losses)
     ema_decay: float = 0.0              # sample from an exponential moving average of G's weights (0: off)
-    speed_paths: bool = True            # the faster computations of the same functions (genmnist.speedpaths)
+    speed_paths: tuple[str, ...] = SPEED_PATHS  # the speed paths taken (genmnist.speedpaths); (): the straight port
     run_steps: int = 10000              # --steps when not given: the legacy script's length
     run_batch_size: int = 128           # --batch-size when not given: the legacy batch
 
@@ -90,10 +94,15 @@ class Preset:
             "lr_decay_steps": self.lr_decay_steps >= 0,
             "label_smoothing": 0 <= self.label_smoothing < 1, "ema_decay": 0 <= self.ema_decay < 1,
             "run_steps": self.run_steps >= 1, "run_batch_size": self.run_batch_size >= 1,
+            "speed_paths": set(self.speed_paths) <= set(SPEED_PATHS),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError("invalid preset " + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad))
+            known = f" (speed paths: {', '.join(SPEED_PATHS)})" if "speed_paths" in bad else ""
+            raise ValueError("invalid preset " + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+                             + known)
+        # In SPEED_PATHS' order, once each: presets that take the same paths compare equal.
+        object.__setattr__(self, "speed_paths", tuple(n for n in SPEED_PATHS if n in self.speed_paths))
 
     @property
     def keeps_reference_arithmetic(self):
@@ -101,6 +110,11 @@ class Preset:
         legacy preset for its parity with the legacy graph, and gradient-penalty runs (WGAN-GP, R1),
         whose double backprop was measured with neither (bench/results/precision-*.md)."""
         return self.name == "legacy" or bool(self.gp_weight or self.r1_weight)
+
+    @property
+    def d_rate(self):
+        """D's Adam rate: ``d_learning_rate``, or G's ``learning_rate`` where that is 0 (unset)."""
+        return self.d_learning_rate or self.learning_rate
 
     def with_loss(self, name):
         """Switch the loss and take that loss's usual schedule (critic steps, clipping, penalty): a penalty
@@ -121,10 +135,14 @@ class Preset:
     @classmethod
     def from_dict(cls, data):
         """A preset from ``to_dict``'s output, also as older runs stored it in RUN/config.json
-        (two fields, ``inference_stats`` and ``recompute_bn_stats``, for ``sampling_stats``)."""
+        (two fields, ``inference_stats`` and ``recompute_bn_stats``, for ``sampling_stats``; ``speed_paths``
+        as one switch, true for all of them)."""
         data = dict(data)
-        if isinstance(data.get("pixel_range"), list):  # JSON has no tuples
-            data["pixel_range"] = tuple(data["pixel_range"])
+        for key in ("pixel_range", "speed_paths"):
+            if isinstance(data.get(key), list):  # JSON has no tuples
+                data[key] = tuple(data[key])
+        if isinstance(data.get("speed_paths"), bool):
+            data["speed_paths"] = SPEED_PATHS if data["speed_paths"] else ()
         if "inference_stats" in data:
             recompute = data.pop("recompute_bn_stats", False)
             batch = data.pop("inference_stats") == "batch"

@@ -105,8 +105,7 @@ class GANTrainer:
         self.d_variables = list(discriminator.trainable_variables)
         with self.strategy.scope():
             self.g_optimizer = self.adam(self.g_variables, preset.learning_rate)
-            self.d_optimizer = self.adam(self.d_variables, preset.d_learning_rate or preset.learning_rate,
-                                         updates_per_g_step=preset.n_critic)
+            self.d_optimizer = self.adam(self.d_variables, preset.d_rate, updates_per_g_step=preset.n_critic)
         # Draws the gradient-penalty interpolation weights for the whole global batch, outside the
         # replicas (one stream, so a split batch gets the weights one device would); checkpointed.
         self.rng = tf.random.Generator.from_seed(seed)
@@ -133,7 +132,7 @@ class GANTrainer:
         sampler's weights at each call (so it is the same object), and the training state stays untouched."""
         mode = self.preset.sampling_stats
         if self._sampling is None:
-            copy = rewrites_statistics(mode) or precision.of(self.sampler) != "float32"
+            copy = rewrites_statistics(mode) or precision.of(self.sampler) != precision.FLOAT32
             self._sampling = SamplingStatistics(precision.float32_clone(self.sampler) if copy else self.sampler, mode)
         if self._sampling.generator is not self.sampler:
             for target, source in zip(self._sampling.generator.variables, self.sampler.variables):
@@ -160,7 +159,7 @@ class GANTrainer:
         return metrics
 
     def adam(self, variables, learning_rate, updates_per_g_step=1):
-        """The preset's Adam for ``variables``, slots built: :class:`FusedAdam` where the speed paths are on.
+        """The preset's Adam for ``variables``, slots built: :class:`FusedAdam` where the preset takes it.
 
         With ``lr_decay_steps`` the rate falls linearly to 0 over that many G steps, counted in this
         optimizer's own updates (``updates_per_g_step`` per G step; D's warm-up steps count too)."""

@@ -133,6 +133,6 @@ class WganPair(Pair):
         return [("d_loss per step", d1, m["d_loss"]), ("g_loss per step", g1, m["g_loss"])]
 
     def step_row(self, stage, name, v1_value, v2_value):
-        steps = self.preset.n_critic if name.startswith("discriminator") else 1
-        return compare_share(stage, self.prefix + name, v1_value, v2_value, WGAN_STEP_SHARE,
-                             2 * self.preset.learning_rate * steps)
+        p = self.preset
+        rate, steps = (p.d_rate, p.n_critic) if name.startswith("discriminator") else (p.learning_rate, 1)
+        return compare_share(stage, self.prefix + name, v1_value, v2_value, WGAN_STEP_SHARE, 2 * rate * steps)

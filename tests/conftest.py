@@ -17,6 +17,26 @@ from genmnist import data  # noqa: E402
 
 REAL_MNIST = Path(data.real_mnist_dir())
 
+# The longest tests that share no module fixture, longest first (a full run's --durations).  pytest-xdist
+# hands out xdist_group groups first (the largest first), then single tests in collection order; these
+# go to the front of that order so the workers end on short tests and finish together.
+LONGEST_FIRST = (
+    "tests/test_multiworker.py::test_two_workers_equal_one_only_the_chief_writes_and_a_lost_worker_resumes",
+    "tests/test_train_cli.py::test_mirrored_on_two_logical_cpus_matches_one_device",
+    "tests/test_train_cli.py::test_wgan_gp_resume_restores_the_penalty_rng",
+    "tests/test_bench_search.py::test_search_runs_the_queue_once_and_extends_a_run",
+    "tests/test_precision.py::test_run_records_its_precision_and_resume_keeps_it",
+    "tests/test_train_cli.py::test_mirrored_cli_run_writes_one_set_of_outputs_and_trains_as_one_device",
+    "tests/test_notebooks.py::test_notebook_runs_in_quick_mode",
+    "tests/test_train_cli.py::test_eval_every_writes_metrics_to_csv",
+    "tests/test_train_cli.py::test_sigint_saves_a_checkpoint_and_exits_130",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("[")[0], len(rank)))  # stable: the rest keep their order
+
 
 def fake_digits(n, seed=0):
     """n uint8 28x28 images (a bright bar whose position encodes the label) and labels."""

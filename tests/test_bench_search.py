@@ -43,7 +43,7 @@ def _row(recipe, seed, steps, fd, recall=0.5, diverged=False):
         return {**row, "diverged": True}
     metrics = {"classifier_score": 8.0, "frechet_distance": fd, "precision": 0.7, "recall": recall,
                "classes_covered": 10, "collapsed": False}
-    return {**row, "precision": "float32", "samples": metrics}
+    return {**row, "precision": "float32", "num": 10000, "samples": metrics}
 
 
 def test_table_lists_rows_and_means_over_seeds():
@@ -52,6 +52,9 @@ def test_table_lists_rows_and_means_over_seeds():
                "classes_covered": 10}
     table = search.markdown(rows, ceiling, search.QUEUE)
     assert "sha256 abcdef012345" in table and "diverged" in table
+    assert "scored on 10000 samples" in table
+    assert "scored on 150 or 10000 samples" in search.markdown([*rows, {**_row("r", 2, 100, 5.0), "num": 150}],
+                                                               ceiling, search.QUEUE)
     assert "| r | 100 | 2 | 10.0 | 8.00 | 5.0 | 0.700 | 0.500 | 10 |" in table
     assert "| r | 0 | 100 | float32 | 10.0 | 20.0 | 2.5 | 8.00 | 4.0 |" in table
 

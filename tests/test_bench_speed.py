@@ -27,7 +27,8 @@ def test_iteration_flops_counts_each_pass_once():
 def _fake_info():
     row = {"step_s": 0.5, "it_per_s": 2.0, "cpu_s": 0.4, "flops_per_it": 3e10, "gflop_per_s": 60.0,
            "peak_fraction": 0.5, "gflop_per_cpu_s": 80.0, "peak_fraction_cpu": 0.6}
-    names = ["genmnist", "genmnist XLA", "legacy_v1 (parity config)", "legacy_v1 (default config)"]
+    names = ["genmnist", "genmnist XLA", "legacy_v1 (parity config)", "legacy_v1 (default config)",
+             *(speed.path_label(path) for path in speed.SPEED_PATHS if speed.PATH_BASES[path] != "penalty")]
     for key in ("ratio_to", "cpu_ratio_to"):
         row.update({f"{key} {n}": 1.0 for n in names})
     items = {"input wait": {"seconds": 0.001, "count": 10000, "share": 0.001}}
@@ -47,19 +48,46 @@ def _fake_info():
                  "input_produce_share_of_step": 0.002},
         "targets": {"ratio": [0.8, 0.9, True]}, "wall_s": 10.0,
         "penalty_step": {"rows": {n: {"step_s": 0.2, "cpu_s": 0.2, "ratio": 1.5, "cpu_ratio": 1.7}
-                                  for n in ("no penalty", "penalty")}, "target": 2.5, "met": True}}
+                                  for n in ("no penalty", "penalty", speed.path_label("double_backprop"))},
+                         "target": 2.5, "met": True},
+        "speed_paths": {path: {"row": speed.path_label(path), "base": speed.PATH_BASES[path], "ratio": 1.1,
+                               "cpu_ratio": 1.2} for path in speed.SPEED_PATHS}}
 
 
 def test_markdown_report_renders_every_section():
     text = speed.markdown(_fake_info())
-    for heading in ("## Training step", "## Sampling", "## Loop overhead", "## Targets", "## WGAN-GP critic step"):
+    for heading in ("## Training step", "## Speed paths", "## Sampling", "## Loop overhead", "## Targets",
+                    "## WGAN-GP critic step"):
         assert heading in text
     assert "| genmnist XLA |" in text
+    for path in speed.SPEED_PATHS:  # the rows genmnist.speedpaths.PATHS points to
+        assert f"| {speed.path_label(path)} |" in text.split("## Speed paths")[0 if path != "double_backprop" else 1]
+        assert f"| {path} | {speed.path_label(path)} | {speed.PATH_BASES[path]} | 1.100 | 1.200 |" in text
     assert "(bfloat16 native: yes)" in text  # from the flags the record keeps
     assert "matmul peak bfloat16 (2048x2048 bfloat16" in text
     table = [line for line in text.splitlines() if line.startswith("| variant")][0]
     separator = text.splitlines()[text.splitlines().index(table) + 1]
     assert table.count("|") == separator.count("|")
+
+
+def test_path_gains_are_each_rows_time_over_its_bases_within_each_round():
+    rows = [speed.path_label(p) for p in speed.SPEED_PATHS if speed.PATH_BASES[p] == "genmnist"]
+    times = {"genmnist": [1.0, 2.0, 4.0], **dict.fromkeys(rows, [1.5, 2.0, 4.4])}
+    cpu = {"genmnist": [1.0, 1.0, 1.0], **dict.fromkeys(rows, [1.0, 3.0, 2.0])}
+    gains = speed.path_gains(times, cpu, "genmnist")
+    assert [g["row"] for g in gains.values()] == rows
+    assert gains["fused_adam"] == {"row": "genmnist without fused_adam", "base": "genmnist", "ratio": 1.1,
+                                   "cpu_ratio": 2.0}
+
+
+def test_each_variant_is_its_base_with_only_its_path_off():
+    labels = []
+    for base, preset in speed.BASES.items():
+        for label, variant in speed.path_variants(base).items():
+            labels.append(label)
+            assert set(preset.speed_paths) - set(variant.speed_paths) == {label.removeprefix(base + " without ")}
+            assert variant.replace(speed_paths=preset.speed_paths) == preset
+    assert sorted(labels) == sorted(speed.path_label(p) for p in speed.SPEED_PATHS)
 
 
 def test_default_preset_targets_pick_the_fastest_precision_and_judge_each_limit():

@@ -116,7 +116,7 @@ def test_critic_step_with_the_cheap_penalty_equals_the_plain_one():
     # Adam moves a weight by up to its rate; where a gradient is near Adam's epsilon the two penalties'
     # rounding can shift that step by a little, so the bound is a thousandth of a step.
     for got, expected in zip(results[1][1], results[0][1]):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3 * preset.d_learning_rate)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3 * preset.d_rate)
 
 
 def _reference_r1(critic, real, fake, u, axes):

@@ -302,6 +302,7 @@ def test_train_numeric_flags_are_range_checked_by_argparse(capsys, flag, value):
     assert exit_info.value.code == 2 and f"argument {flag}: {value} is not " in err
 
 
+@pytest.mark.xdist_group("faults_tiny_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_resume_names_every_flag_it_ignores(tiny_run, capsys):
     out, data_dir = tiny_run
@@ -310,6 +311,7 @@ def test_resume_names_every_flag_it_ignores(tiny_run, capsys):
     assert "ignoring --learning-rate 0.1, --loss hinge" in err and "--seed" not in err.split("ignoring")[1]
 
 
+@pytest.mark.xdist_group("faults_tiny_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_resume_past_a_damaged_newest_checkpoint_finishes_like_the_intact_run(tiny_run, tmp_path, capsys):
     import shutil
@@ -327,8 +329,8 @@ def test_resume_past_a_damaged_newest_checkpoint_finishes_like_the_intact_run(ti
 
 
 @pytest.mark.slow
-def test_a_full_disk_at_a_checkpoint_exits_2_and_keeps_the_previous_one(tiny_run, tmp_path, capsys, monkeypatch):
-    _, data_dir = tiny_run
+def test_a_full_disk_at_a_checkpoint_exits_2_and_keeps_the_previous_one(idx_dir, tmp_path, capsys, monkeypatch):
+    data_dir = idx_dir
     real_save = tf.train.CheckpointManager.save
 
     def second_save_fails(self, checkpoint_number=None, **kwargs):
@@ -342,9 +344,8 @@ def test_a_full_disk_at_a_checkpoint_exits_2_and_keeps_the_previous_one(tiny_run
     assert tf.train.latest_checkpoint(str(tmp_path / "full" / "checkpoints")).endswith("ckpt-4")
 
 
-@pytest.mark.slow  # trains a run first
 @pytest.mark.parametrize("where", ["data loading", "warm-up"])
-def test_an_interrupt_before_the_first_g_step_exits_130_without_a_traceback(tiny_run, tmp_path, capsys,
+def test_an_interrupt_before_the_first_g_step_exits_130_without_a_traceback(idx_dir, tmp_path, capsys,
                                                                           monkeypatch, where):
     from genmnist import training
 
@@ -360,7 +361,7 @@ def test_an_interrupt_before_the_first_g_step_exits_130_without_a_traceback(tiny
             real_init(self, *args, **kwargs)
             self.discriminator_step = interrupt
         monkeypatch.setattr(training.GANTrainer, "__init__", init_then_interrupt_the_warm_up)
-    _, data_dir = tiny_run
+    data_dir = idx_dir
     assert run_train(tmp_path / "run", data_dir) == 130
     err = capsys.readouterr().err
     assert "interrupted before the first training step; nothing saved" in err and "Traceback" not in err
@@ -370,9 +371,9 @@ def test_an_interrupt_before_the_first_g_step_exits_130_without_a_traceback(tiny
 
 
 @pytest.mark.slow
-def test_sigterm_while_starting_up_exits_130_without_a_traceback(tiny_run, tmp_path):
+def test_sigterm_while_starting_up_exits_130_without_a_traceback(idx_dir, tmp_path):
     import signal
-    _, data_dir = tiny_run
+    data_dir = idx_dir
     proc = subprocess.Popen([sys.executable, "-m", "genmnist.train", "--data-dir", data_dir,
                              "--out", str(tmp_path / "run")], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     _wait_until_catching(proc.pid, signal.SIGTERM)  # the start-up handler is in place; TensorFlow loads next
@@ -394,6 +395,7 @@ def _wait_until_catching(pid, signum, timeout=120):
     raise AssertionError(f"process {pid} never caught signal {signum}")
 
 
+@pytest.mark.xdist_group("faults_tiny_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_a_run_stopped_before_its_export_exports_on_resume(tiny_run, tmp_path):
     import shutil
@@ -407,9 +409,9 @@ def test_a_run_stopped_before_its_export_exports_on_resume(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_full_disk_at_a_sample_grid_saves_the_steps_and_exits_2(tiny_run, tmp_path, capsys, monkeypatch):
+def test_a_full_disk_at_a_sample_grid_saves_the_steps_and_exits_2(idx_dir, tmp_path, capsys, monkeypatch):
     from genmnist import images
-    _, data_dir = tiny_run
+    data_dir = idx_dir
     real_encode, grids = images.png_bytes, []
 
     def full_at_the_fourth_grid(image):

@@ -6,13 +6,13 @@ import tensorflow as tf
 
 from genmnist.models import (
     BatchNorm,
+    BatchNormStatistics,
     ImageConv2D,
     SamplingStatistics,
     build_discriminator,
     build_generator,
     build_models,
     legacy_variables,
-    recompute_batch_norm_stats,
 )
 from genmnist.presets import PRESETS
 
@@ -104,7 +104,7 @@ def test_recomputed_batch_norm_stats_are_the_mean_batch_statistics_of_the_curren
         if isinstance(layer, BatchNorm):
             layer.beta.assign(tf.fill(layer.beta.shape, 0.5))
     weights = [w.numpy() for w in generator.trainable_variables]
-    layers = recompute_batch_norm_stats(generator, batches=3, batch_size=16, seed=7)
+    layers = BatchNormStatistics(generator, batches=3, batch_size=16, seed=7)()
     assert [layer.name for layer in layers] == ["bn1", "bn2", "bn3", "bn4"]
     # independently: bn3's input in training mode for each noise batch, averaged
     probe = tf.keras.Model(generator.inputs, generator.get_layer("bn3").input)
@@ -150,7 +150,7 @@ def test_recomputing_statistics_refuses_a_generator_whose_layers_are_not_a_chain
     b = BatchNorm(name="bn")(keras.layers.Dense(3)(z))  # takes z, not the Dense before it
     generator = keras.Model(z, keras.layers.Add()([a, b]))
     with pytest.raises(ValueError, match="bn|dense"):
-        recompute_batch_norm_stats(generator, batches=1, batch_size=2)
+        BatchNormStatistics(generator, batches=1, batch_size=2)
 
 
 @pytest.mark.parametrize("compiled", [False, True])

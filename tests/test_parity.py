@@ -80,7 +80,7 @@ def test_cli_exits_1_and_names_the_rows_past_tolerance(small_scale_cli, monkeypa
 def _wgan_step_rows(critic_lr_factor):
     rng = np.random.default_rng(0)
     pair = WganPair(8, 0).ready()
-    pair.trainer.d_optimizer.learning_rate.assign(critic_lr_factor * pair.preset.learning_rate)
+    pair.trainer.d_optimizer.learning_rate.assign(critic_lr_factor * pair.preset.d_rate)
     real = real_pixels(None, 8, rng).reshape(1, 8, 28, 28, 1)
     zs = rng.standard_normal((1, 5, 8, 100)).astype(np.float32)
     us = rng.random((1, 5, 8, 28, 28, 1)).astype(np.float32)

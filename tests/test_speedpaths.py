@@ -1,16 +1,19 @@
-"""The one switch over the speed paths: on by default, each path off with it, the same function either way."""
+"""The switch over the speed paths: all on by default, each off on its own or all together, the same function
+either way, and each timed by its own row of bench/results/speed.md."""
 
 import ast
 import os
+import re
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench import speed
 from genmnist import speedpaths
 from genmnist.models import BatchNorm, ImageConv2D, build_models
-from genmnist.presets import PRESETS, Preset
+from genmnist.presets import PRESETS, SPEED_PATHS, Preset
 from genmnist.training import FusedAdam, GANTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,23 +37,34 @@ def _trainer(preset):
 
 def _paths_taken(trainer):
     """What each speed path decided in a built trainer."""
-    return {"fused adam": [type(o) for o in (trainer.g_optimizer, trainer.d_optimizer)],
-            "fused batch norm": {layer.fused for layer in trainer.generator.layers if isinstance(layer, BatchNorm)},
-            "joint d pass": trainer.joint_d_pass,
-            "image conv": isinstance(trainer.discriminator.get_layer("d_1"), ImageConv2D),
-            "double backprop": speedpaths.double_backprop(trainer.preset)}
+    return {"fused_adam": [type(o) for o in (trainer.g_optimizer, trainer.d_optimizer)],
+            "fused_batch_norm": {layer.fused for layer in trainer.generator.layers if isinstance(layer, BatchNorm)},
+            "joint_d_pass": trainer.joint_d_pass,
+            "image_conv": isinstance(trainer.discriminator.get_layer("d_1"), ImageConv2D),
+            "double_backprop": speedpaths.double_backprop(trainer.preset)}
 
 
-def test_the_switch_is_on_by_default_and_turns_every_path_off(gpus):
+ALL_ON = {"fused_adam": [FusedAdam, FusedAdam], "fused_batch_norm": {True}, "joint_d_pass": True,
+          "image_conv": True, "double_backprop": True}
+ALL_OFF = {"fused_adam": [keras.optimizers.Adam] * 2, "fused_batch_norm": {False}, "joint_d_pass": False,
+           "image_conv": False, "double_backprop": False}
+
+
+def test_every_path_is_on_by_default_and_none_is_the_straight_port(gpus):
     gpus([])
-    assert Preset.__dataclass_fields__["speed_paths"].default is True
-    assert _paths_taken(_trainer(PRESETS["default"])) == {
-        "fused adam": [FusedAdam, FusedAdam], "fused batch norm": {True}, "joint d pass": True,
-        "image conv": False, "double backprop": True}  # no image conv: R1 keeps the reference arithmetic
-    assert _paths_taken(_trainer(PRESETS["default"].replace(r1_weight=0.0)))["image conv"] is True
-    assert _paths_taken(_trainer(PRESETS["default"].replace(speed_paths=False))) == {
-        "fused adam": [keras.optimizers.Adam] * 2, "fused batch norm": {False}, "joint d pass": False,
-        "image conv": False, "double backprop": False}
+    assert Preset.__dataclass_fields__["speed_paths"].default == SPEED_PATHS
+    # no image conv: R1 keeps the reference arithmetic
+    assert _paths_taken(_trainer(PRESETS["default"])) == {**ALL_ON, "image_conv": False}
+    assert _paths_taken(_trainer(PRESETS["default"].replace(r1_weight=0.0)))["image_conv"] is True
+    assert _paths_taken(_trainer(PRESETS["default"].replace(speed_paths=()))) == ALL_OFF
+
+
+@pytest.mark.parametrize("path", SPEED_PATHS)
+def test_each_path_turns_off_alone(gpus, path):
+    """A preset without one path takes every other (the default preset without R1 takes all five)."""
+    gpus([])
+    taken = _paths_taken(_trainer(speed.without(PRESETS["default"].replace(r1_weight=0.0), path)))
+    assert taken == {**ALL_ON, path: ALL_OFF[path]}
 
 
 def test_each_path_applies_where_its_entry_says(gpus):
@@ -68,7 +82,24 @@ def test_each_path_applies_where_its_entry_says(gpus):
 def test_an_older_config_without_the_field_takes_the_speed_paths():
     data = PRESETS["default"].to_dict()
     del data["speed_paths"]
-    assert Preset.from_dict(data).speed_paths
+    assert Preset.from_dict(data).speed_paths == SPEED_PATHS
+
+
+@pytest.mark.parametrize("switch, paths", [(True, SPEED_PATHS), (False, ())])
+def test_an_older_config_with_the_one_switch_reads_as_all_paths_or_none(switch, paths):
+    assert Preset.from_dict({**PRESETS["default"].to_dict(), "speed_paths": switch}).speed_paths == paths
+
+
+def test_the_paths_survive_json_and_compare_in_one_order():
+    preset = PRESETS["default"].replace(speed_paths=("joint_d_pass", "fused_adam", "joint_d_pass"))
+    assert preset.speed_paths == ("fused_adam", "joint_d_pass")
+    assert Preset.from_dict({**preset.to_dict(), "speed_paths": list(preset.speed_paths)}) == preset
+
+
+@pytest.mark.parametrize("paths", [("fused_adam", "nope"), "fused_adam", True, ("fused_adam", 1)])
+def test_a_speed_path_no_run_knows_is_rejected_by_name(paths):
+    with pytest.raises(ValueError, match=re.escape(f"speed_paths={paths!r}")):
+        PRESETS["default"].replace(speed_paths=paths)
 
 
 @pytest.mark.slow
@@ -84,7 +115,7 @@ def test_the_straight_port_trains_the_same_function(preset):
     z = tf.random.normal([8, preset.n_critic, 100], seed=2) if preset.n_critic > 1 else tf.random.normal([8, 100])
     results = []
     for on in (True, False):
-        trainer = _trainer(preset.replace(speed_paths=on))
+        trainer = _trainer(preset.replace(speed_paths=SPEED_PATHS if on else ()))
         variables = trainer.g_variables + trainer.d_variables
         start = [v.numpy() for v in variables]
         metrics = trainer.train_step(real, z)
@@ -97,9 +128,30 @@ def test_the_straight_port_trains_the_same_function(preset):
 
 
 def test_every_listed_path_names_a_test_and_a_results_file_that_exist():
+    assert tuple(path.key for path in speedpaths.PATHS) == SPEED_PATHS
     for path in speedpaths.PATHS:
         test_file, _, test_name = path.test.partition("::")
         with open(os.path.join(ROOT, test_file)) as f:
             names = {node.name for node in ast.walk(ast.parse(f.read())) if isinstance(node, ast.FunctionDef)}
         assert not test_name or test_name in names, path.test
         assert os.path.exists(os.path.join(ROOT, path.measured.split(" ")[0])), path.measured
+
+
+def test_each_path_cites_the_row_bench_speed_times_it_in_on_a_preset_that_takes_it(gpus):
+    """bench.speed times each path on a variant whose preset takes it, beside that preset with only it off."""
+    gpus([])
+    for path in speedpaths.PATHS:
+        assert f'"{speed.path_label(path.key)}" row' in path.measured, path.measured
+        base = speed.BASES[speed.PATH_BASES[path.key]]
+        decides = getattr(speedpaths, path.key)
+        assert decides(base) and not decides(speed.without(base, path.key)), path.key
+        assert speed.without(base, path.key).speed_paths == tuple(p for p in SPEED_PATHS if p != path.key)
+
+
+def test_the_committed_speed_results_hold_every_paths_row():
+    """Fails until bench/results/speed.md is regenerated (``python -m bench.speed``) after a path is added."""
+    with open(os.path.join(ROOT, speedpaths.SPEED)) as f:
+        text = f.read()
+    rows = [speed.path_label(path.key) for path in speedpaths.PATHS]
+    missing = [row for row in rows if f"| {row} |" not in text]
+    assert not missing, f"{speedpaths.SPEED} has no row {missing}: rerun python -m bench.speed"

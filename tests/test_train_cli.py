@@ -46,6 +46,7 @@ def finished_run(tmp_path_factory):
     return make_tiny_run(tmp_path_factory, run_train)
 
 
+@pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_a_run_writes_samples_gif_checkpoints_logs_and_export(finished_run):
     out, _ = finished_run
@@ -70,6 +71,7 @@ def test_a_run_writes_samples_gif_checkpoints_logs_and_export(finished_run):
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-12")
 
 
+@pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(finished_run, tmp_path):
     out, data_dir = finished_run
@@ -82,6 +84,7 @@ def test_resume_equals_an_uninterrupted_run(finished_run, tmp_path):
                                       cv2.imread(str(out / "samples" / name)))
 
 
+@pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_other_seed_other_run(finished_run, tmp_path):
     """Same seed, same run is asserted by the resume tests: their first steps are a fresh run of this seed."""
@@ -91,6 +94,7 @@ def test_other_seed_other_run(finished_run, tmp_path):
     assert len(differ) == len(weights(out)) and all(differ)
 
 
+@pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_refuses_to_overwrite_a_run_without_resume(finished_run, capsys):
     out, data_dir = finished_run
@@ -101,8 +105,8 @@ def test_refuses_to_overwrite_a_run_without_resume(finished_run, capsys):
 
 
 @pytest.mark.slow
-def test_divergence_stops_with_a_clear_message_and_keeps_a_finite_checkpoint(finished_run, tmp_path, capsys):
-    _, data_dir = finished_run
+def test_divergence_stops_with_a_clear_message_and_keeps_a_finite_checkpoint(idx_dir, tmp_path, capsys):
+    data_dir = idx_dir
     out = tmp_path / "nan"
     # The legacy raw-log losses hit log(0) once D saturates; at this learning rate that takes a
     # few steps, so the per-step checkpoints before the blow-up exist and must be finite.
@@ -138,6 +142,7 @@ def _spawn_until_a_checkpoint(out, data_dir, steps, timeout=120):
     raise AssertionError("no checkpoint appeared")
 
 
+@pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tmp_path):
     out, data_dir = finished_run
@@ -155,8 +160,8 @@ def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tm
 
 
 @pytest.mark.slow
-def test_sigint_saves_a_checkpoint_and_exits_130(finished_run, tmp_path):
-    _, data_dir = finished_run
+def test_sigint_saves_a_checkpoint_and_exits_130(idx_dir, tmp_path):
+    data_dir = idx_dir
     interrupted = tmp_path / "interrupted"
     proc = _spawn_until_a_checkpoint(interrupted, data_dir, steps=UNFINISHABLE)
     proc.send_signal(signal.SIGINT)
@@ -167,6 +172,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(finished_run, tmp_path):
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") >= 2
 
 
+@pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
 @pytest.mark.slow
 @pytest.mark.parametrize("out_name", ["grid.png", "imgs.npz", "folder"])
 def test_sample_cli_writes_each_format(finished_run, tmp_path, out_name):
@@ -194,6 +200,7 @@ def test_sample_cli_on_a_missing_run_is_a_one_line_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_exported_generator_reloads_and_gives_the_same_images(finished_run):
     run, _ = finished_run
@@ -215,13 +222,13 @@ def test_to_uint8_maps_each_preset_range_onto_0_255():
 
 
 @pytest.mark.slow
-def test_wgan_gp_resume_restores_the_penalty_rng(finished_run, tmp_path):
+def test_wgan_gp_resume_restores_the_penalty_rng(idx_dir, tmp_path):
     """The penalty's interpolation weights come from a checkpointed RNG, so resume stays exact.
 
     Run as subprocesses: the CLI pins TF to one inter-op thread for WGAN-GP before TF
     starts (see genmnist/train.py), which an in-process call cannot do.
     """
-    _, data_dir = finished_run
+    data_dir = idx_dir
     extra = ["--model", "wgan", "--n-critic", "2", "--no-export"]
     for out, steps, more in (("whole", 4, extra), ("part", 2, extra), ("part", 4, ["--resume", "--no-export"])):
         proc = _spawn(tmp_path / out, data_dir, steps, *more)
@@ -234,9 +241,9 @@ def test_wgan_gp_resume_restores_the_penalty_rng(finished_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_every_writes_metrics_to_csv(finished_run, tmp_path, monkeypatch):
+def test_eval_every_writes_metrics_to_csv(idx_dir, tmp_path, monkeypatch):
     from conftest import write_idx_dir
-    _, data_dir = finished_run
+    data_dir = idx_dir
     write_idx_dir(data_dir, n=300, seed=1, prefix="t10k")  # the evaluation's real reference
     out = tmp_path / "evaluated"
     assert run_train(out, data_dir, "--eval-every", "6", "--eval-num", "200", "--no-export") == 0
@@ -275,8 +282,8 @@ def test_mirrored_on_two_logical_cpus_matches_one_device():
 
 
 @pytest.mark.slow
-def test_mirrored_cli_run_writes_one_set_of_outputs_and_trains_as_one_device(finished_run, tmp_path):
-    _, data_dir = finished_run
+def test_mirrored_cli_run_writes_one_set_of_outputs_and_trains_as_one_device(idx_dir, tmp_path):
+    data_dir = idx_dir
     out = tmp_path / "mirrored"
     # The Adam settings the bounds below were set with (both rates 2e-4, beta1 0.5), pinned: with momentum
     # off and higher rates every step is sign-like and the two runs' rounding grows past them.
@@ -317,9 +324,9 @@ def _legacy_checkpoint(path, seed=7):
 
 
 @pytest.mark.slow
-def test_init_from_starts_from_the_legacy_checkpoint(finished_run, tmp_path):
+def test_init_from_starts_from_the_legacy_checkpoint(idx_dir, tmp_path):
     from genmnist.models import legacy_variables
-    _, data_dir = finished_run
+    data_dir = idx_dir
     prefix, values = _legacy_checkpoint(tmp_path / "init")
     out = tmp_path / "run"
     assert run_train(out, data_dir, "--preset", "legacy", "--init-from", prefix, steps=4) == 0
@@ -340,6 +347,7 @@ def test_init_from_is_only_for_new_dcgan_runs(tmp_path, capsys):
     assert exit_info.value.code == 2 and "--init-from" in capsys.readouterr().err
 
 
+@pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
 @pytest.mark.slow
 def test_restore_generator_picks_a_kept_checkpoint_and_names_the_kept_ones_otherwise(finished_run):
     from genmnist.errors import UserError
@@ -355,8 +363,8 @@ def test_restore_generator_picks_a_kept_checkpoint_and_names_the_kept_ones_other
 
 
 @pytest.mark.slow
-def test_keep_checkpoints_zero_keeps_every_checkpoint(finished_run, tmp_path):
-    _, data_dir = finished_run
+def test_keep_checkpoints_zero_keeps_every_checkpoint(idx_dir, tmp_path):
+    data_dir = idx_dir
     out = tmp_path / "all"
     assert run_train(out, data_dir, "--checkpoint-every", "2", "--keep-checkpoints", "0") == 0
     kept = tf.train.get_checkpoint_state(str(out / "checkpoints")).all_model_checkpoint_paths
