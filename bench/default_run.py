@@ -72,6 +72,21 @@ def nearest_early(checkpoints):
     return min(checkpoints, key=lambda c: abs(c[0] - EARLY_SECONDS), default=None)
 
 
+def nearest_middle(checkpoints, steps):
+    """The (seconds, step) of the checkpoint nearest half the run's ``steps``, or None without one."""
+    return min(checkpoints, key=lambda c: abs(c[1] - steps / 2), default=None)
+
+
+def end_holds(row):
+    """Whether the run's end is no worse than its middle on FD, recall and classes (the quality bar's
+    rule); None for a row without a scored middle."""
+    if not row.get("middle"):
+        return None
+    end, middle = row["samples"], row["middle"]["samples"]
+    return (end["frechet_distance"] <= middle["frechet_distance"] and end["recall"] >= middle["recall"]
+            and end["classes_covered"] >= middle["classes_covered"])
+
+
 def score_kept(run_dir, step, reference, num):
     """``bench.search.score`` of the kept ``ckpt-STEP``: a run directory of its own is made beside the run
     (the run's config, that checkpoint's links, an index naming it)."""
@@ -94,19 +109,23 @@ def markdown(info):
              f"- budget: {RUN_BUDGET_MINUTES} min of wall time on an idle 2-core CPU, start-up and export included",
              "- quality: the exported run (G's weight average), 10,000 samples scored with the pinned classifier "
              "as bench/results/search.md scores its rows; `early` is the checkpoint written nearest "
-             f"{EARLY_SECONDS // 60} min into the run, scored the same way (score / FD / precision / recall / classes)",
+             f"{EARLY_SECONDS // 60} min into the run and `middle` the one nearest half its steps, scored the same way "
+             "(score / FD / precision / recall / classes); `end holds`: the end no worse than the middle on FD, "
+             "recall and classes",
              "",
-             "| date | machine | load start / end | seed | steps | wall min | CPU min | within budget | "
-             "checkpoints (min: step) | score | FD | precision | recall | classes | early (min: step) | early |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| date | machine | load start / end | seed | R1 gamma | steps | wall min | CPU min | within budget | "
+             "checkpoints (min: step) | score | FD | precision | recall | classes | early (min: step) | early | "
+             "middle (step) | end holds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in info["rows"]:
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
-                     f"| {row['seed']} | {row['steps']} | {row['wall_s'] / 60:.1f} | {row['cpu_s'] / 60:.1f} "
+                     f"| {row['seed']} | {row['r1_weight']:g} | {row['steps']} | {row['wall_s'] / 60:.1f} "
+                     f"| {row['cpu_s'] / 60:.1f} "
                      f"| {'yes' if row['wall_s'] <= RUN_BUDGET_MINUTES * 60 else 'no'} | {checkpoints} "
                      f"| {m['classifier_score']:.2f} | {m['frechet_distance']:.1f} | {m['precision']:.3f} "
-                     f"| {m['recall']:.3f} | {m['classes_covered']} | {_early(row)}")
+                     f"| {m['recall']:.3f} | {m['classes_covered']} | {_early(row)}{_middle(row)}")
     return "\n".join(lines) + "\n"
 
 
@@ -115,8 +134,20 @@ def _early(row):
     if not early:
         return "| |"
     e = early["samples"]
-    return (f"{early['seconds'] / 60:.1f}: {early['step']} | {e['classifier_score']:.2f} / "
-            f"{e['frechet_distance']:.1f} / {e['precision']:.3f} / {e['recall']:.3f} / {e['classes_covered']} |")
+    return f"{early['seconds'] / 60:.1f}: {early['step']} | {_scores(e)} |"
+
+
+def _middle(row):
+    middle = row.get("middle")  # rows timed before the middle was scored have none
+    if not middle:
+        return " | |"
+    holds = {True: "yes", False: "no"}[end_holds(row)]
+    return f" {middle['step']}: {_scores(middle['samples'])} | {holds} |"
+
+
+def _scores(m):
+    return (f"{m['classifier_score']:.2f} / {m['frechet_distance']:.1f} / {m['precision']:.3f} / "
+            f"{m['recall']:.3f} / {m['classes_covered']}")
 
 
 def parse_args(argv=None):
@@ -138,7 +169,7 @@ def main(argv=None):
             rows = json.load(f)["rows"]
     info = {"command": common.command_line("bench.default_run"), "rows": rows}
     reference = common.scoring_reference(args.data_dir, args.num)
-    steps = get_preset().run_steps
+    preset = get_preset()
     with tempfile.TemporaryDirectory() as scratch:
         runs = args.runs or scratch
         for seed in args.seeds:
@@ -157,10 +188,14 @@ def main(argv=None):
             if early:
                 early = {"seconds": early[0], "step": early[1],
                          "samples": score_kept(run_dir, early[1], reference, args.num)["samples"]}
+            middle = nearest_middle(checkpoints, preset.run_steps)
+            if middle:
+                middle = {"step": middle[1], "samples": score_kept(run_dir, middle[1], reference, args.num)["samples"]}
             info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
-                                 "steps": steps, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                                 "r1_weight": preset.r1_weight, "steps": preset.run_steps,
+                                 "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                                  "load_start": load_start, "load_end": load_end, "checkpoints": checkpoints,
-                                 "early": early,
+                                 "early": early, "middle": middle,
                                  "classifier_sha256": reference[0].sha256, **metrics})
             common.write_report(args.results, STEM, info, markdown)
     return 0

@@ -77,7 +77,9 @@ def parse_args(argv=None):
                         f"(minimax/nonsaturating losses; default: the preset's; {_by_preset('label_smoothing')})")
     p.add_argument("--ema", type=argtypes.fraction, default=None, metavar="DECAY",
                    help="sample and export from an exponential moving average of G's weights with this "
-                        f"decay, e.g. 0.999 (0: off; default: the preset's; {_by_preset('ema_decay')})")
+                        "decay, e.g. 0.999, warmed up: G step t averages with min(DECAY, (1 + t) / (10 + t)), so "
+                        "DECAY acts from about step 9 / (1 - DECAY) on, 9000 for 0.999 (0: off; default: the preset's; "
+                        f"{_by_preset('ema_decay')})")
     p.add_argument("--steps", type=argtypes.positive_int, default=None,
                    help="training iterations (one D and one G update each), after the D-only warm-up (default: "
                         f"the preset's; {_by_preset('run_steps')}: the legacy script's length, and for the "

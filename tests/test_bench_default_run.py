@@ -52,15 +52,16 @@ def test_the_report_judges_each_row_against_the_budget():
                "classes_covered": 10}
 
     def row(seed, minutes):
-        return {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": seed, "steps": 2500,
-                "wall_s": minutes * 60, "cpu_s": minutes * 100, "checkpoints": [(300.0, 500)], "samples": metrics}
+        return {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": seed,
+                "r1_weight": 10.0, "steps": 2500, "wall_s": minutes * 60, "cpu_s": minutes * 100,
+                "checkpoints": [(300.0, 500)], "samples": metrics}
 
     text = default_run.markdown({"command": "python -m bench.default_run",
                                  "rows": [row(0, RUN_BUDGET_MINUTES - 1), row(1, RUN_BUDGET_MINUTES + 1)]})
     lines = [line for line in text.splitlines() if line.startswith("| d |")]
     assert len(lines) == 2
     assert "| yes | 5.0: 500 | 8.00 | 7.0 | 0.700 | 0.800 | 10 | | |" in lines[0]
-    assert "| no |" in lines[1]
+    assert "| 0 | 10 | 2500 |" in lines[0] and "| no |" in lines[1]
 
 
 def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_minutes():
@@ -70,10 +71,32 @@ def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_mi
     metrics = {"classifier_score": 8.0, "frechet_distance": 7.0, "precision": 0.7, "recall": 0.8,
                "classes_covered": 10}
     early = {"seconds": 304.7, "step": 1500, "samples": {**metrics, "frechet_distance": 12.34}}
-    row = {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": 0, "steps": 2500,
+    row = {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": 0, "r1_weight": 5.0, "steps": 2500,
            "wall_s": 480, "cpu_s": 800, "checkpoints": [(304.7, 1500)], "samples": metrics, "early": early}
     text = default_run.markdown({"command": "python -m bench.default_run", "rows": [row]})
     line = [line for line in text.splitlines() if line.startswith("| d |")][0]
     header = [line for line in text.splitlines() if line.startswith("| date")][0]
     assert line.count("|") == header.count("|")
-    assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 |")
+    assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 | | |")  # no middle scored
+
+
+def test_the_middle_is_the_checkpoint_nearest_half_the_run_and_the_end_must_hold_against_it():
+    checkpoints = [(100.0, 500), (200.0, 1000), (300.0, 1500), (400.0, 2000)]
+    assert default_run.nearest_middle(checkpoints, 4000) == (400.0, 2000)
+    assert default_run.nearest_middle(checkpoints, 2500) in ((200.0, 1000), (300.0, 1500))
+    assert default_run.nearest_middle([], 4000) is None
+    end = {"classifier_score": 8.5, "frechet_distance": 2.0, "precision": 0.77, "recall": 0.8, "classes_covered": 10}
+    row = {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": 0, "r1_weight": 5.0,
+           "steps": 4000, "wall_s": 480, "cpu_s": 800, "checkpoints": checkpoints, "samples": end,
+           "middle": {"step": 2000, "samples": {**end, "frechet_distance": 3.4, "recall": 0.78}}}
+    assert default_run.end_holds(row) is True
+    line = [line for line in default_run.markdown({"command": "c", "rows": [row]}).splitlines()
+            if line.startswith("| d |")][0]
+    assert line.endswith("| 2000: 8.50 / 3.4 / 0.770 / 0.780 / 10 | yes |")
+    for worse in ({"frechet_distance": 1.9}, {"recall": 0.81}, {"classes_covered": 9}):
+        middle_better = {**row, "middle": {"step": 2000, "samples": {**end, **worse}}}
+        if "classes_covered" in worse:
+            middle_better = {**row, "samples": {**end, "classes_covered": 9},
+                             "middle": {"step": 2000, "samples": end}}
+        assert default_run.end_holds(middle_better) is False, worse
+    assert default_run.end_holds({**row, "middle": None}) is None
