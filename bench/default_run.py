@@ -113,15 +113,17 @@ def markdown(info):
              "(score / FD / precision / recall / classes); `end holds`: the end no worse than the middle on FD, "
              "recall and classes",
              "",
-             "| date | machine | load start / end | seed | R1 gamma | steps | wall min | CPU min | within budget | "
+             "| date | machine | load start / end | seed | R1 gamma | steps | rate decay | precision | wall min | "
+             "CPU min | within budget | "
              "checkpoints (min: step) | score | FD | precision | recall | classes | early (min: step) | early | "
              "middle (step) | end holds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in info["rows"]:
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
-                     f"| {row['seed']} | {row['r1_weight']:g} | {row['steps']} | {row['wall_s'] / 60:.1f} "
+                     f"| {row['seed']} | {row['r1_weight']:g} | {row['steps']} | {row['lr_decay_steps'] or 'none'} "
+                     f"| {row['precision']} | {row['wall_s'] / 60:.1f} "
                      f"| {row['cpu_s'] / 60:.1f} "
                      f"| {'yes' if row['wall_s'] <= RUN_BUDGET_MINUTES * 60 else 'no'} | {checkpoints} "
                      f"| {m['classifier_score']:.2f} | {m['frechet_distance']:.1f} | {m['precision']:.3f} "
@@ -183,7 +185,8 @@ def main(argv=None):
             if code != 0:
                 sys.exit(f"bench.default_run: the default command exited {code}; see {run_dir}.log")
             load_end = os.getloadavg()[0]
-            metrics, _, _ = search.score(run_dir, rundir.read_config(run_dir)["steps"], reference, args.num)
+            config = rundir.read_config(run_dir)
+            metrics, _, _ = search.score(run_dir, config["steps"], reference, args.num)
             early = nearest_early(checkpoints)
             if early:
                 early = {"seconds": early[0], "step": early[1],
@@ -193,6 +196,7 @@ def main(argv=None):
                 middle = {"step": middle[1], "samples": score_kept(run_dir, middle[1], reference, args.num)["samples"]}
             info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
                                  "r1_weight": preset.r1_weight, "steps": preset.run_steps,
+                                 "lr_decay_steps": preset.lr_decay_steps, "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                                  "load_start": load_start, "load_end": load_end, "checkpoints": checkpoints,
                                  "early": early, "middle": middle,

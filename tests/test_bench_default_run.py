@@ -53,7 +53,8 @@ def test_the_report_judges_each_row_against_the_budget():
 
     def row(seed, minutes):
         return {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": seed,
-                "r1_weight": 10.0, "steps": 2500, "wall_s": minutes * 60, "cpu_s": minutes * 100,
+                "r1_weight": 10.0, "steps": 2500, "lr_decay_steps": 0, "precision": "float32",
+                "wall_s": minutes * 60, "cpu_s": minutes * 100,
                 "checkpoints": [(300.0, 500)], "samples": metrics}
 
     text = default_run.markdown({"command": "python -m bench.default_run",
@@ -61,7 +62,7 @@ def test_the_report_judges_each_row_against_the_budget():
     lines = [line for line in text.splitlines() if line.startswith("| d |")]
     assert len(lines) == 2
     assert "| yes | 5.0: 500 | 8.00 | 7.0 | 0.700 | 0.800 | 10 | | |" in lines[0]
-    assert "| 0 | 10 | 2500 |" in lines[0] and "| no |" in lines[1]
+    assert "| 0 | 10 | 2500 | none | float32 |" in lines[0] and "| no |" in lines[1]
 
 
 def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_minutes():
@@ -72,12 +73,14 @@ def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_mi
                "classes_covered": 10}
     early = {"seconds": 304.7, "step": 1500, "samples": {**metrics, "frechet_distance": 12.34}}
     row = {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": 0, "r1_weight": 5.0, "steps": 2500,
-           "wall_s": 480, "cpu_s": 800, "checkpoints": [(304.7, 1500)], "samples": metrics, "early": early}
+           "lr_decay_steps": 6000, "precision": "mixed_bfloat16", "wall_s": 480, "cpu_s": 800,
+           "checkpoints": [(304.7, 1500)], "samples": metrics, "early": early}
     text = default_run.markdown({"command": "python -m bench.default_run", "rows": [row]})
     line = [line for line in text.splitlines() if line.startswith("| d |")][0]
     header = [line for line in text.splitlines() if line.startswith("| date")][0]
     assert line.count("|") == header.count("|")
     assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 | | |")  # no middle scored
+    assert "| 5 | 2500 | 6000 | mixed_bfloat16 | 8.0 |" in line
 
 
 def test_the_middle_is_the_checkpoint_nearest_half_the_run_and_the_end_must_hold_against_it():
@@ -87,7 +90,8 @@ def test_the_middle_is_the_checkpoint_nearest_half_the_run_and_the_end_must_hold
     assert default_run.nearest_middle([], 4000) is None
     end = {"classifier_score": 8.5, "frechet_distance": 2.0, "precision": 0.77, "recall": 0.8, "classes_covered": 10}
     row = {"date": "d", "machine": "m", "load_start": 0.1, "load_end": 2.0, "seed": 0, "r1_weight": 5.0,
-           "steps": 4000, "wall_s": 480, "cpu_s": 800, "checkpoints": checkpoints, "samples": end,
+           "steps": 4000, "lr_decay_steps": 0, "precision": "float32", "wall_s": 480, "cpu_s": 800,
+           "checkpoints": checkpoints, "samples": end,
            "middle": {"step": 2000, "samples": {**end, "frechet_distance": 3.4, "recall": 0.78}}}
     assert default_run.end_holds(row) is True
     line = [line for line in default_run.markdown({"command": "c", "rows": [row]}).splitlines()
