@@ -90,7 +90,7 @@ def test_the_default_preset_is_the_searched_recipe():
         ("nonsaturating", 5.0, 4e-4, 8e-4, 0.0)
     assert (default.ema_decay, default.sampling_stats, default.bn_momentum, default.gp_weight) == \
         (0.999, "recomputed", 0.99, 0.0)
-    assert (default.lr_decay_steps, default.run_steps, default.run_batch_size) == (10000, 5000, 64)
+    assert (default.lr_decay_steps, default.run_steps, default.run_batch_size) == (10000, 4000, 64)
     for presets in MODELS.values():
         assert (presets["legacy"].run_steps, presets["legacy"].run_batch_size) == (10000, 128)
         assert presets["legacy"].lr_decay_steps == 0
@@ -103,7 +103,7 @@ def test_another_loss_leaves_the_default_preset_s_r1_behind():
     assert train._run_config(args)["preset"].r1_weight == 3.0  # --r1 after --loss
 
 
-@pytest.mark.parametrize("argv, expected", [([], (5000, 64)), (["--preset", "legacy"], (10000, 128)),
+@pytest.mark.parametrize("argv, expected", [([], (4000, 64)), (["--preset", "legacy"], (10000, 128)),
                                             (["--steps", "7", "--batch-size", "5"], (7, 5))])
 def test_run_length_and_batch_come_from_the_preset_unless_given(tmp_path, argv, expected):
     config = train._run_config(train.parse_args([*argv, "--out", str(tmp_path / "run")]))
