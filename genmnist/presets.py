@@ -158,7 +158,7 @@ PRESETS = {  # the DCGAN-style GANModel, the product's main model
     # RUN_BUDGET_MINUTES on a 2-core CPU: the R1 penalty (gamma 5: 10 dropped modes in longer runs),
     # D at twice G's rate, Adam without momentum (beta1 0) at rates above DCGAN's, sampling from the
     # weight average, batch 64, rates falling linearly over 10000 iterations (without it a seed
-    # dropped modes past 4000), and a run length that fits that budget on the slowest 2-core CPU timed:
+    # dropped modes past 4000), and a run length that fits that budget (bench/results/default_run.md):
     # it ends at 60% of the rates, and a run resumed to 10000 carries the same decay on to 0.
     "default": Preset(
         name="default", model="dcgan", pixel_range=(0.0, 1.0), loss="nonsaturating",
