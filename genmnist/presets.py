@@ -66,6 +66,7 @@ class Preset:
     gp_weight: float = 0.0              # WGAN-GP penalty weight (0: off)
     r1_weight: float = 0.0              # R1 penalty gamma: D's loss += gamma / 2 mean ||grad_x D(x)||^2 (0: off)
     penalty_fraction: float = 1.0       # share of each batch the gradient penalty and R1 are computed on
+    r1_every: int = 1                   # R1 on every Nth D step only, weighted N times (lazy regularisation)
     d_learning_rate: float = 0.0        # D's Adam rate (0: learning_rate); two time-scale updates when it differs
     lr_decay_steps: int = 0             # both rates fall linearly to 0 over this many G steps (0: constant)
     legacy_gradient_penalty: bool = False  # legacy: u per element, norm over axis 1 only
@@ -90,7 +91,8 @@ class Preset:
             "bn_momentum": 0 <= self.bn_momentum < 1,
             "warmup_d_steps": self.warmup_d_steps >= 0, "n_critic": self.n_critic >= 1,
             "clip": self.clip >= 0, "gp_weight": self.gp_weight >= 0, "r1_weight": self.r1_weight >= 0,
-            "penalty_fraction": 0 < self.penalty_fraction <= 1, "d_learning_rate": self.d_learning_rate >= 0,
+            "penalty_fraction": 0 < self.penalty_fraction <= 1, "r1_every": self.r1_every >= 1,
+            "d_learning_rate": self.d_learning_rate >= 0,
             "lr_decay_steps": self.lr_decay_steps >= 0,
             "label_smoothing": 0 <= self.label_smoothing < 1, "ema_decay": 0 <= self.ema_decay < 1,
             "run_steps": self.run_steps >= 1, "run_batch_size": self.run_batch_size >= 1,

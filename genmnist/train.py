@@ -67,6 +67,10 @@ def parse_args(argv=None):
     p.add_argument("--penalty-fraction", type=argtypes.positive_fraction, default=None,
                    help="compute the gradient penalty and R1 on this share of each batch (default: the preset's; "
                         f"{_by_preset('penalty_fraction')})")
+    p.add_argument("--r1-every", type=argtypes.positive_int, default=None, metavar="N",
+                   help="lazy R1: compute it on every Nth D step only, weighted N times, so D sees the same "
+                        "penalty on average at about 1/N of its cost (default: the preset's; "
+                        f"{_by_preset('r1_every')})")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None, metavar="LOW,HIGH",
@@ -199,7 +203,7 @@ def _run_config(args):
         preset = preset.with_loss(args.loss)
     try:
         preset = preset.replace(learning_rate=args.learning_rate, d_learning_rate=args.d_learning_rate,
-                                lr_decay_steps=args.lr_decay_steps, r1_weight=args.r1,
+                                lr_decay_steps=args.lr_decay_steps, r1_weight=args.r1, r1_every=args.r1_every,
                                 penalty_fraction=args.penalty_fraction, beta1=args.beta1, n_critic=args.n_critic,
                                 clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
                                 label_smoothing=args.label_smoothing, ema_decay=args.ema,

@@ -204,6 +204,27 @@ class GANTrainer:
         return self.preset.r1_weight / 2 * self._penalties().input_gradient_penalty(
             self.discriminator, real, losses.r1_penalty)
 
+    def _lazy_r1(self, real):
+        """R1 on every ``r1_every``-th D update only, weighted that many times (StyleGAN2's lazy
+        regularisation): [penalty, its gradient for each of D's variables], zeros on the other updates.
+
+        R1 is the costliest part of a D step and changes slowly, so D gets the same penalty on average
+        at about 1/N of its cost.  Its gradient is taken apart from the GAN loss's, inside the branch,
+        because TF cannot differentiate through a cond whose branch holds the double backprop."""
+        every = self.preset.r1_every
+
+        def penalty_and_gradients():
+            with tf.GradientTape() as tape:
+                penalty = every * self._r1(real)
+                scaled = self.d_optimizer.scale_loss(penalty * self.loss_scale)
+            return [penalty] + tape.gradient(scaled, self.d_variables,
+                                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        def nothing():
+            return [tf.zeros([], tf.float32)] + [tf.zeros_like(v) for v in self.d_variables]
+        due = tf.equal(self.d_optimizer.iterations % every, 0)  # D updates so far, checkpointed with D's Adam
+        return tf.cond(due, penalty_and_gradients, nothing)
+
     def _penalties(self):
         """Where the input-gradient penalties come from: the cheaper double backprop (a speed path) or
         the plain formulas of genmnist.losses; both modules offer the same two functions."""
@@ -236,13 +257,19 @@ class GANTrainer:
                 real_scores = self.discriminator(real, training=True)
                 fake_scores = self.discriminator(fake, training=True)
             d_loss, _ = self.loss(real_scores, fake_scores, **self.loss_options)
+            lazy_r1 = self.preset.r1_weight and self.preset.r1_every > 1
             penalties = ([self._penalty(real, fake, u)] if self.preset.gp_weight else []) + \
-                ([self._r1(real)] if self.preset.r1_weight else [])
-            penalty = tf.add_n(penalties) if penalties else None
-            if penalty is not None:
-                d_loss += penalty
+                ([self._r1(real)] if self.preset.r1_weight and not lazy_r1 else [])
+            if penalties:
+                d_loss += tf.add_n(penalties)
             scaled = self.d_optimizer.scale_loss(d_loss * self.loss_scale)  # float16: loss scaling
         grads = tape.gradient(scaled, self.d_variables)
+        if lazy_r1:
+            r1, *r1_grads = self._lazy_r1(real)
+            grads = [g + r for g, r in zip(grads, r1_grads)]
+            penalties.append(r1)
+            d_loss += r1
+        penalty = tf.add_n(penalties) if penalties else None
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         if self.preset.clip:
             self._clip_discriminator()
