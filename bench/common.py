@@ -29,6 +29,7 @@ def machine():
     import keras
     import tensorflow as tf
     return {"cpu": MACHINE, "cpu_flags": sorted(precision.cpu_flags() & set(precision.REPORTED_CPU_FLAGS)),
+            "cpu_vendor": precision.cpu_vendor(),
             "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "load_average_start": os.getloadavg()}
 

@@ -23,7 +23,10 @@ FLOAT32 = "float32"  # the reference arithmetic: the precision wherever no mixed
 PRECISIONS = (FLOAT32, "mixed_bfloat16", "mixed_float16")
 AUTO = "auto"
 DEFAULT = AUTO
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # native bfloat16 dot products (Intel AMX, AVX512-BF16)
+# The CPU flags under which bfloat16 trains faster than float32, by vendor (docs/results.md, "Mixed precision"):
+# Intel's AMX, and AMD's AVX512-BF16.  An Intel Xeon that showed AVX512-BF16 without AMX trained slower
+# in bfloat16 than in float32, so that flag alone does not count on Intel.
+NATIVE_BF16_CPU_FLAGS = {"GenuineIntel": ("amx_bf16",), "AuthenticAMD": ("avx512_bf16",)}
 REPORTED_CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx512f", "avx2", "fma")
 
 
@@ -44,6 +47,16 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
     return set(_cpuinfo_field("flags", cpuinfo).split())
 
 
+def cpu_vendor(cpuinfo="/proc/cpuinfo"):
+    """/proc/cpuinfo's vendor_id: 'GenuineIntel', 'AuthenticAMD', ... ('' where it is missing)."""
+    return _cpuinfo_field("vendor_id", cpuinfo)
+
+
+def cpu_bfloat16_is_native(flags, vendor):
+    """Whether a CPU with these flags from this vendor computes bfloat16 faster than float32."""
+    return bool(set(flags) & set(NATIVE_BF16_CPU_FLAGS.get(vendor, ())))
+
+
 def cpu_description(cpuinfo="/proc/cpuinfo"):
     """'MODEL, N cores, flags F G': the machine line a results file or a record names (the flags that
     decide the speed paths: bfloat16, AVX-512, AVX2)."""
@@ -53,9 +66,9 @@ def cpu_description(cpuinfo="/proc/cpuinfo"):
 
 
 def bfloat16_is_native():
-    """True when this machine computes bfloat16 in hardware: a GPU of compute capability >= 8.0, or a CPU
-    with AMX or AVX512-BF16 and TensorFlow's oneDNN kernels on.  Elsewhere bfloat16 is emulated and slower
-    than float32."""
+    """True when this machine computes bfloat16 faster than float32: a GPU of compute capability >= 8.0, or
+    a CPU that :func:`cpu_bfloat16_is_native` names, with TensorFlow's oneDNN kernels on.  Elsewhere
+    bfloat16 is emulated or otherwise slower than float32."""
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -63,7 +76,7 @@ def bfloat16_is_native():
         return tuple(capability) >= (8, 0)
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":  # bfloat16 then runs in Eigen's emulation,
         return False                                     # slower than float32 even on an AMX CPU
-    return bool(cpu_flags() & set(BF16_CPU_FLAGS))
+    return cpu_bfloat16_is_native(cpu_flags(), cpu_vendor())
 
 
 def resolve(name, preset):

@@ -142,8 +142,8 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=precision.PRECISIONS + (precision.AUTO,), default=precision.DEFAULT,
                    help="float32, or mixed: layers compute in bfloat16/float16, variables, Adam state, "
                         "batch-norm statistics and losses stay float32. 'auto' (the default): mixed_bfloat16 where "
-                        "the hardware has bfloat16 (CPU flags amx_bf16/avx512_bf16, GPU compute capability 8+) "
-                        "for a non-legacy preset without a gradient penalty (where bfloat16 was measured to "
+                        "bfloat16 is faster than float32 (Intel CPU flag amx_bf16, AMD avx512_bf16, GPU compute "
+                        "capability 8+) for a non-legacy preset without a gradient penalty (where bfloat16 was measured to "
                         "keep sample quality), else float32. Legacy presets are float32 only. The "
                         "resolved choice is printed and stored in config.json; --resume keeps it")
     args = p.parse_args(argv)

@@ -70,8 +70,24 @@ def test_auto_picks_bfloat16_only_where_native_and_never_for_legacy(monkeypatch)
     assert precision.resolve("mixed_float16", PRESETS["default"]) == "mixed_float16"
 
 
+@pytest.mark.parametrize("vendor, flags, native", [
+    ("GenuineIntel", {"amx_bf16", "avx512_bf16"}, True), ("GenuineIntel", {"avx512_bf16", "avx512f"}, False),
+    ("AuthenticAMD", {"avx512_bf16", "avx512f"}, True), ("AuthenticAMD", {"avx2", "fma"}, False),
+    ("SomeOtherVendor", {"amx_bf16", "avx512_bf16"}, False)])
+def test_bfloat16_counts_as_native_on_the_cpus_measured_faster_with_it(vendor, flags, native):
+    assert precision.cpu_bfloat16_is_native(flags, vendor) == native
+
+
+def test_cpu_vendor_reads_vendor_id(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: avx512_bf16\n")
+    assert precision.cpu_vendor(str(info)) == "AuthenticAMD"
+    assert precision.cpu_vendor(str(tmp_path / "none")) == ""
+
+
 def test_bfloat16_is_not_native_with_onednn_off(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"amx_bf16", "avx512_bf16"})
+    monkeypatch.setattr(precision, "cpu_vendor", lambda: "GenuineIntel")
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: [])
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
     assert precision.bfloat16_is_native()
