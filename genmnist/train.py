@@ -103,6 +103,8 @@ def parse_args(argv=None):
                         f"{_by_preset('lr_decay_steps')})")
     p.add_argument("--beta1", type=argtypes.fraction, default=None,
                    help=f"Adam beta1 (default: the preset's; {_by_preset('beta1')})")
+    p.add_argument("--beta2", type=argtypes.fraction, default=None,
+                   help=f"Adam beta2 (default: the preset's; {_by_preset('beta2')})")
     p.add_argument("--seed", type=argtypes.seed, default=0,
                    help="seeds weights, batch order and noise; same seed on the same machine, same run")
     p.add_argument("--data-dir", default=None,
@@ -204,7 +206,7 @@ def _run_config(args):
     try:
         preset = preset.replace(learning_rate=args.learning_rate, d_learning_rate=args.d_learning_rate,
                                 lr_decay_steps=args.lr_decay_steps, r1_weight=args.r1, r1_every=args.r1_every,
-                                penalty_fraction=args.penalty_fraction, beta1=args.beta1, n_critic=args.n_critic,
+                                penalty_fraction=args.penalty_fraction, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic,
                                 clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
                                 label_smoothing=args.label_smoothing, ema_decay=args.ema,
                                 pixel_range=_pixel_range(args.pixel_range) if args.pixel_range else None)
