@@ -122,13 +122,18 @@ def markdown(info):
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
-                     f"| {row['seed']} | {row['r1_weight']:g} | {row['steps']} | {row['lr_decay_steps'] or 'none'} "
+                     f"| {row['seed']} | {row['r1_weight']:g}{_lazy(row)} | {row['steps']} | {row['lr_decay_steps'] or 'none'} "
                      f"| {row['precision']} | {row['wall_s'] / 60:.1f} "
                      f"| {row['cpu_s'] / 60:.1f} "
                      f"| {'yes' if row['wall_s'] <= RUN_BUDGET_MINUTES * 60 else 'no'} | {checkpoints} "
                      f"| {m['classifier_score']:.2f} | {m['frechet_distance']:.1f} | {m['precision']:.3f} "
                      f"| {m['recall']:.3f} | {m['classes_covered']} | {_early(row)}{_middle(row)}")
     return "\n".join(lines) + "\n"
+
+
+def _lazy(row):
+    every = row.get("r1_every", 1)  # rows timed before lazy R1 have none: R1 on every D step
+    return f", every {every}" if every > 1 else ""
 
 
 def _early(row):
@@ -195,7 +200,7 @@ def main(argv=None):
             if middle:
                 middle = {"step": middle[1], "samples": score_kept(run_dir, middle[1], reference, args.num)["samples"]}
             info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
-                                 "r1_weight": preset.r1_weight, "steps": preset.run_steps,
+                                 "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": preset.run_steps,
                                  "lr_decay_steps": preset.lr_decay_steps, "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                                  "load_start": load_start, "load_end": load_end, "checkpoints": checkpoints,
