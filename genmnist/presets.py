@@ -73,6 +73,7 @@ class Preset:
     spectral_norm: bool = False         # spectral normalisation on D's layers
     label_smoothing: float = 0.0        # D's target for real images is 1 - this (sigmoid losses)
     ema_decay: float = 0.0              # sample from an exponential moving average of G's weights (0: off)
+    ema_warmup: float = 10.0            # G step t averages with min(ema_decay, (1 + t) / (ema_warmup + t))
     speed_paths: tuple[str, ...] = SPEED_PATHS  # the speed paths taken (genmnist.speedpaths); (): the straight port
     run_steps: int = 10000              # --steps when not given: the legacy script's length
     run_batch_size: int = 128           # --batch-size when not given: the legacy batch
@@ -95,6 +96,7 @@ class Preset:
             "d_learning_rate": self.d_learning_rate >= 0,
             "lr_decay_steps": self.lr_decay_steps >= 0,
             "label_smoothing": 0 <= self.label_smoothing < 1, "ema_decay": 0 <= self.ema_decay < 1,
+            "ema_warmup": self.ema_warmup > 1,
             "run_steps": self.run_steps >= 1, "run_batch_size": self.run_batch_size >= 1,
             "speed_paths": set(self.speed_paths) <= set(SPEED_PATHS),
         }

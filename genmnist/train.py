@@ -81,9 +81,14 @@ def parse_args(argv=None):
                         f"(minimax/nonsaturating losses; default: the preset's; {_by_preset('label_smoothing')})")
     p.add_argument("--ema", type=argtypes.fraction, default=None, metavar="DECAY",
                    help="sample and export from an exponential moving average of G's weights with this "
-                        "decay, e.g. 0.999, warmed up: G step t averages with min(DECAY, (1 + t) / (10 + t)), so "
-                        "DECAY acts from about step 9 / (1 - DECAY) on, 9000 for 0.999 (0: off; default: the preset's; "
+                        "decay, e.g. 0.999, warmed up (--ema-warmup K): G step t averages with min(DECAY, (1 + t) / (K + t)), "
+                        "so with K 10 DECAY acts from about step 9 / (1 - DECAY) on, 9000 for 0.999 (0: off; default: "
+                        "the preset's; "
                         f"{_by_preset('ema_decay')})")
+    p.add_argument("--ema-warmup", type=argtypes.positive_float, default=None, metavar="K",
+                   help="the average's warm-up: G step t averages with min(DECAY, (1 + t) / (K + t)), so until "
+                        "DECAY acts the average spans about t / (K - 1) steps; a smaller K, a longer average "
+                        f"(default: the preset's; {_by_preset('ema_warmup')})")
     p.add_argument("--steps", type=argtypes.positive_int, default=None,
                    help="training iterations (one D and one G update each), after the D-only warm-up (default: "
                         f"the preset's; {_by_preset('run_steps')}: the legacy script's length, and for the "
@@ -208,7 +213,7 @@ def _run_config(args):
                                 lr_decay_steps=args.lr_decay_steps, r1_weight=args.r1, r1_every=args.r1_every,
                                 penalty_fraction=args.penalty_fraction, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic,
                                 clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
-                                label_smoothing=args.label_smoothing, ema_decay=args.ema,
+                                label_smoothing=args.label_smoothing, ema_decay=args.ema, ema_warmup=args.ema_warmup,
                                 pixel_range=_pixel_range(args.pixel_range) if args.pixel_range else None)
     except ValueError as err:  # the preset names the field; the flag has the same name
         raise UserError(str(err)) from None

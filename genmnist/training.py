@@ -57,8 +57,8 @@ class WeightAverage:
     Training never reads it, so one run measures G with and without it.
     """
 
-    def __init__(self, generator, decay, strategy):
-        self.generator, self.decay = generator, decay
+    def __init__(self, generator, decay, strategy, warmup=10.0):
+        self.generator, self.decay, self.warmup = generator, decay, warmup
         with strategy.scope():
             self.average = keras.models.clone_model(generator)
         self.restart()
@@ -70,12 +70,13 @@ class WeightAverage:
     def update(self, g_steps):
         """Average the trainable weights; copy the batch-norm moving statistics as they are.
 
-        The decay warms up as in ``tf.train.ExponentialMovingAverage(num_updates=t)``:
-        min(decay, (1 + t) / (10 + t)) after G step t, so early on the average follows G
-        instead of holding the random initial weights for ~1/(1 - decay) steps.
+        The decay warms up as in ``tf.train.ExponentialMovingAverage(num_updates=t)`` (``warmup`` 10):
+        min(decay, (1 + t) / (warmup + t)) after G step t, so early on the average follows G
+        instead of holding the random initial weights for ~1/(1 - decay) steps.  Until the decay
+        caps it, the average spans about t / (warmup - 1) steps: a smaller ``warmup``, a longer one.
         """
         t = tf.cast(g_steps, tf.float32)
-        decay = tf.minimum(self.decay, (1.0 + t) / (10.0 + t))
+        decay = tf.minimum(self.decay, (1.0 + t) / (self.warmup + t))
         for average, live in zip(self.average.trainable_variables, self.generator.trainable_variables):
             average.assign(decay * average + (1.0 - decay) * live)
         for average, live in zip(self.average.non_trainable_variables, self.generator.non_trainable_variables):
@@ -115,7 +116,8 @@ class GANTrainer:
                 raise ValueError("label smoothing applies to the minimax and nonsaturating losses only")
             self.loss_options["real_label"] = 1.0 - preset.label_smoothing
         # What samples are drawn from: G itself, or a moving average of its weights.
-        self.ema = WeightAverage(generator, preset.ema_decay, self.strategy) if preset.ema_decay else None
+        self.ema = WeightAverage(generator, preset.ema_decay, self.strategy, preset.ema_warmup) if preset.ema_decay \
+            else None
         self.sampler = self.ema.average if self.ema else generator
         self._sampling = None  # inference_generator()'s SamplingStatistics, made at its first call
         # Each takes (real, z[, u]): u, the gradient penalty's interpolation weights for the whole global

@@ -126,10 +126,10 @@ def test_label_smoothing_lowers_the_real_target():
         _trainer(get_preset("dcgan", "legacy").replace(label_smoothing=0.1))
 
 
-@pytest.mark.parametrize("decay, expected", [(0.1, 0.1), (0.9, 2 / 11)])
-def test_ema_sampler_averages_the_generator_weights(decay, expected):
-    """After G step 1 the decay is min(decay, (1 + 1) / (10 + 1)): capped at 0.1, warming up at 0.9."""
-    preset = get_preset("dcgan", "default").replace(ema_decay=decay)
+@pytest.mark.parametrize("decay, warmup, expected", [(0.1, 10.0, 0.1), (0.9, 10.0, 2 / 11), (0.9, 4.0, 2 / 5)])
+def test_ema_sampler_averages_the_generator_weights(decay, warmup, expected):
+    """After G step 1 the decay is min(decay, (1 + 1) / (warmup + 1)): capped at 0.1, warming up at 0.9."""
+    preset = get_preset("dcgan", "default").replace(ema_decay=decay, ema_warmup=warmup)
     trainer, real, z = _trainer(preset)
     before = [v.numpy().copy() for v in trainer.generator.trainable_variables]
     trainer.train_step(real, z[:, 0])

@@ -28,7 +28,7 @@ def test_a_config_from_before_sampling_stats_reads_as_the_same_sampling(inferenc
                                      {"loss": "nope"}, {"n_critic": 0}, {"ema_decay": 1.0},
                                      {"pixel_range": (1.0, -1.0)}, {"label_smoothing": -0.1},
                                      {"r1_weight": -1.0}, {"penalty_fraction": 0.0}, {"penalty_fraction": 1.5},
-                                     {"r1_every": 0},
+                                     {"r1_every": 0}, {"ema_warmup": 1.0},
                                      {"d_learning_rate": -1e-4}, {"lr_decay_steps": -1}])
 def test_a_field_no_run_could_use_is_rejected_by_name(changes):
     (name, value), = changes.items()
@@ -48,10 +48,10 @@ def test_a_hand_edited_config_with_a_bad_field_is_one_line_and_exit_2(tmp_path, 
 
 def test_search_flags_set_their_preset_fields(tmp_path):
     args = train.parse_args(["--r1", "5", "--penalty-fraction", "0.25", "--d-learning-rate", "4e-4",
-                             "--lr-decay-steps", "3000", "--r1-every", "4", "--beta2", "0.99", "--out", str(tmp_path / "run")])
+                             "--lr-decay-steps", "3000", "--r1-every", "4", "--beta2", "0.99", "--ema-warmup", "3", "--out", str(tmp_path / "run")])
     preset = train._run_config(args)["preset"]
     assert (preset.r1_weight, preset.penalty_fraction, preset.d_learning_rate, preset.lr_decay_steps,
-            preset.r1_every, preset.beta2) == (5.0, 0.25, 4e-4, 3000, 4, 0.99)
+            preset.r1_every, preset.beta2, preset.ema_warmup) == (5.0, 0.25, 4e-4, 3000, 4, 0.99, 3.0)
     assert preset.keeps_reference_arithmetic  # R1's double backprop stays float32 under --precision auto
 
 
