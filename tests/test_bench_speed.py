@@ -33,7 +33,8 @@ def _fake_info():
         row.update({f"{key} {n}": 1.0 for n in names})
     items = {"input wait": {"seconds": 0.001, "count": 10000, "share": 0.001}}
     return {
-        "machine": {**common.machine(), "cpu_flags": ["amx_bf16", "avx512f"], "load_average_end": (1.0, 1.0, 1.0)},
+        "machine": {**common.machine(), "cpu_flags": ["amx_bf16", "avx512f"], "cpu_vendor": "GenuineIntel",
+                    "load_average_end": (1.0, 1.0, 1.0)},
         "command": "python -m bench.speed", "date": "today", "data": "synthetic", "batch": 128,
         "steps_per_round": 1, "repeats": 1, "steps": {n: dict(row) for n in names},
         "matmul_peaks": {name: {"gflop_per_s": 100.0, "rounds_gflop_per_s": [100.0], "gflop_per_cpu_s": 120.0,
