@@ -102,6 +102,20 @@ def score_kept(run_dir, step, reference, num):
     return metrics
 
 
+def score_early_and_middle(run_dir, checkpoints, run_steps, reference, num):
+    """The early and the middle checkpoint of a timed run, each scored once: on a fast machine the
+    checkpoint nearest 5 minutes can be the middle one.  (early, middle); None where none was written."""
+    scores = {}
+
+    def samples(step):
+        if step not in scores:
+            scores[step] = score_kept(run_dir, step, reference, num)["samples"]
+        return scores[step]
+    early, middle = nearest_early(checkpoints), nearest_middle(checkpoints, run_steps)
+    return ({"seconds": early[0], "step": early[1], "samples": samples(early[1])} if early else None,
+            {"step": middle[1], "samples": samples(middle[1])} if middle else None)
+
+
 def markdown(info):
     lines = ["# The default command, timed and scored", "",
              f"- command: `{info['command']}` (each row: `python -m genmnist.train --data-dir DATA --out RUN "
@@ -192,13 +206,7 @@ def main(argv=None):
             load_end = os.getloadavg()[0]
             config = rundir.read_config(run_dir)
             metrics, _, _ = search.score(run_dir, config["steps"], reference, args.num)
-            early = nearest_early(checkpoints)
-            if early:
-                early = {"seconds": early[0], "step": early[1],
-                         "samples": score_kept(run_dir, early[1], reference, args.num)["samples"]}
-            middle = nearest_middle(checkpoints, preset.run_steps)
-            if middle:
-                middle = {"step": middle[1], "samples": score_kept(run_dir, middle[1], reference, args.num)["samples"]}
+            early, middle = score_early_and_middle(run_dir, checkpoints, preset.run_steps, reference, args.num)
             info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
                                  "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": preset.run_steps,
                                  "lr_decay_steps": preset.lr_decay_steps, "precision": config["precision"],

@@ -106,3 +106,16 @@ def test_the_middle_is_the_checkpoint_nearest_half_the_run_and_the_end_must_hold
                              "middle": {"step": 2000, "samples": end}}
         assert default_run.end_holds(middle_better) is False, worse
     assert default_run.end_holds({**row, "middle": None}) is None
+
+
+def test_a_checkpoint_that_is_both_early_and_middle_is_scored_once(monkeypatch):
+    scored = []
+    monkeypatch.setattr(default_run, "score_kept",
+                        lambda run_dir, step, reference, num: scored.append(step) or {"samples": {"step": step}})
+    checkpoints = [(150.0, 1000), (300.0, 2000), (450.0, 3000), (600.0, 4000)]
+    early, middle = default_run.score_early_and_middle("RUN", checkpoints, 4000, None, 10)
+    assert (early["step"], early["seconds"], middle["step"]) == (2000, 300.0, 2000)
+    assert early["samples"] == middle["samples"] == {"step": 2000} and scored == [2000]
+    early, middle = default_run.score_early_and_middle("RUN", checkpoints[:1], 4000, None, 10)
+    assert early["step"] == 1000 and middle["step"] == 1000 and scored == [2000, 1000]
+    assert default_run.score_early_and_middle("RUN", [], 4000, None, 10) == (None, None)
