@@ -16,11 +16,13 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Lines TensorFlow's shared libraries log while they load, before TensorFlow reads
-# TF_CPP_MIN_LOG_LEVEL (absl's pre-initialisation logging ignores it): the INFO note that
-# no CUDA driver was found and absl's warning that precedes it.  No setting hides them, so
-# import_tensorflow drops them where the level hides INFO lines.
+# TF_CPP_MIN_LOG_LEVEL (absl's pre-initialisation logging ignores it): the INFO notes that
+# no CUDA driver was found and that oneDNN's kernels are on (once per library that loads them), and
+# absl's warning that precedes them.  No setting hides them, so import_tensorflow drops them where the
+# level hides INFO lines.
 _EARLY_INFO = re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
-                         r"|^I\d{4} [\d:.]+ +\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine")
+                         r"|^I\d{4} [\d:.]+ +\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine"
+                         r"|^I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on")
 
 # Every command's --help ends with this.
 TF_LOG_HINT = ("TensorFlow's C++ start-up messages are hidden by default; run with TF_CPP_MIN_LOG_LEVEL=0 "
