@@ -111,11 +111,13 @@ def test_two_workers_equal_one_only_the_chief_writes_and_a_lost_worker_resumes(i
     keras.utils.set_random_seed(0)  # the run's initial weights (--seed 0)
     start = [v.numpy() for v in build_models(rundir.read_config(str(one))["preset"])[0].trainable_variables]
     two_workers, one_worker = _generator_weights(out), _generator_weights(one)
-    # The mirrored test's tolerance on the reported losses, D(x) and D(G(z)), at every logged step.
+    # The reported losses, D(x) and D(G(z)) at every logged step, to 1% of their size: the two workers'
+    # reduction order, carried through Adam's early ~lr * sign(g) steps (below), moved them by up to
+    # 1.7e-3 relative on an AMD EPYC with AVX512 (under 1e-4 on the Xeons); the weights carry the check.
     two_logged, one_logged = _logged(out), _logged(one)
     assert sorted(two_logged) == sorted(one_logged) and len(one_logged) == 4 * steps // 2
     for key, value in one_logged.items():
-        assert abs(two_logged[key] - value) < 1e-4 * max(1.0, abs(value)), key
+        assert abs(two_logged[key] - value) < 1e-2 * max(1.0, abs(value)), key
     # Weights: each iteration is 5 critic and 1 G update, in which Adam's early ~lr * sign(g) steps
     # turn float-level differences into whole steps for near-zero gradient elements (mirrored
     # test); a penalty misaligned between the workers' slices of the batch exceeds the bound.

@@ -110,7 +110,10 @@ def test_the_straight_port_trains_the_same_function(preset):
     updates up to rounding.  Adam's epsilon is raised so that its first step is a smooth function of the
     gradient: at the default 1e-8 it is ~lr * sign(g), which turns the rounding of near-zero gradient
     elements into whole steps."""
-    preset = preset.replace(adam_epsilon=1e-3)
+    # One critic step per iteration for WGAN-GP too (the penalty's path is the same): its usual 5 compound
+    # the paths' rounding through 4 Adam updates before anything is compared, which on an AMD EPYC with
+    # AVX512, under a parallel suite, moved the weight updates by 0.8% (the bound below is 0.1%).
+    preset = preset.replace(adam_epsilon=1e-3, n_critic=1)
     real = tf.random.uniform([8, 28, 28, 1], *preset.pixel_range, seed=1)
     z = tf.random.normal([8, preset.n_critic, 100], seed=2) if preset.n_critic > 1 else tf.random.normal([8, 100])
     results = []
