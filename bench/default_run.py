@@ -136,7 +136,8 @@ def markdown(info):
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
-                     f"| {row['seed']} | {row['r1_weight']:g}{_lazy(row)} | {row['steps']} | {row['lr_decay_steps'] or 'none'} "
+                     f"| {row['seed']} | {row['r1_weight']:g}{_lazy(row)} | {row['steps']} "
+                     f"| {row['lr_decay_steps'] or 'none'} "
                      f"| {row['precision']} | {row['wall_s'] / 60:.1f} "
                      f"| {row['cpu_s'] / 60:.1f} "
                      f"| {'yes' if row['wall_s'] <= RUN_BUDGET_MINUTES * 60 else 'no'} | {checkpoints} "
@@ -208,7 +209,8 @@ def main(argv=None):
             metrics, _, _ = search.score(run_dir, config["steps"], reference, args.num)
             early, middle = score_early_and_middle(run_dir, checkpoints, preset.run_steps, reference, args.num)
             info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
-                                 "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": preset.run_steps,
+                                 "r1_weight": preset.r1_weight, "r1_every": preset.r1_every,
+                                 "steps": preset.run_steps,
                                  "lr_decay_steps": preset.lr_decay_steps, "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                                  "load_start": load_start, "load_end": load_end, "checkpoints": checkpoints,

@@ -452,7 +452,8 @@ def markdown(info):
         "# Speed benchmark", "",
         f"- command: `{info['command']}`", f"- date: {info['date']}",
         f"- machine: {m['cpu']} "
-        f"(bfloat16 native: {'yes' if precision.cpu_bfloat16_is_native(m['cpu_flags'], m['cpu_vendor']) else 'no'}), "
+        f"(bfloat16 native: "
+        f"{'yes' if precision.cpu_bfloat16_is_native(m['cpu_flags'], m['cpu_vendor']) else 'no'}), "
         f"shared with other jobs (load average {m['load_average_start'][0]:.1f} at start, "
         f"{m['load_average_end'][0]:.1f} at end)",
         f"- TensorFlow {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}; no GPU",

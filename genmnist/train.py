@@ -69,9 +69,8 @@ def parse_args(argv=None):
                         f"{_by_preset('penalty_fraction')})")
     p.add_argument("--r1-every", type=argtypes.positive_int, default=None, metavar="N",
                    help="lazy R1: compute it on every Nth D step only, weighted N times, so D sees the same "
-                        "penalty on average at about 1/N of its cost; the logged penalty is then N times R1 on those steps and 0 "
-                        "between them (default: the preset's; "
-                        f"{_by_preset('r1_every')})")
+                        "penalty on average at about 1/N of its cost; the logged penalty is then N times R1 on "
+                        f"those steps and 0 between them (default: the preset's; {_by_preset('r1_every')})")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None, metavar="LOW,HIGH",
@@ -82,10 +81,9 @@ def parse_args(argv=None):
                         f"(minimax/nonsaturating losses; default: the preset's; {_by_preset('label_smoothing')})")
     p.add_argument("--ema", type=argtypes.fraction, default=None, metavar="DECAY",
                    help="sample and export from an exponential moving average of G's weights with this "
-                        "decay, e.g. 0.999, warmed up (--ema-warmup K): G step t averages with min(DECAY, (1 + t) / (K + t)), "
-                        "so with K 10 DECAY acts from about step 9 / (1 - DECAY) on, 9000 for 0.999 (0: off; default: "
-                        "the preset's; "
-                        f"{_by_preset('ema_decay')})")
+                        "decay, e.g. 0.999, warmed up (--ema-warmup K): G step t averages with "
+                        "min(DECAY, (1 + t) / (K + t)), so with K 10 DECAY acts from about step 9 / (1 - DECAY) on, "
+                        f"9000 for 0.999 (0: off; default: the preset's; {_by_preset('ema_decay')})")
     p.add_argument("--ema-warmup", type=argtypes.positive_float, default=None, metavar="K",
                    help="the average's warm-up: G step t averages with min(DECAY, (1 + t) / (K + t)), so until "
                         "DECAY acts the average spans about t / (K - 1) steps; a smaller K, a longer average "
@@ -151,8 +149,8 @@ def parse_args(argv=None):
                    help="float32, or mixed: layers compute in bfloat16/float16, variables, Adam state, "
                         "batch-norm statistics and losses stay float32. 'auto' (the default): mixed_bfloat16 where "
                         "bfloat16 is faster than float32 (Intel CPU flag amx_bf16, AMD avx512_bf16, GPU compute "
-                        "capability 8+) for a non-legacy preset without a gradient penalty (where bfloat16 was measured to "
-                        "keep sample quality), else float32. Legacy presets are float32 only. The "
+                        "capability 8+) for a non-legacy preset without a gradient penalty (where bfloat16 was "
+                        "measured to keep sample quality), else float32. Legacy presets are float32 only. The "
                         "resolved choice is printed and stored in config.json; --resume keeps it")
     args = p.parse_args(argv)
     if args.resume and not args.out:
@@ -212,7 +210,8 @@ def _run_config(args):
     try:
         preset = preset.replace(learning_rate=args.learning_rate, d_learning_rate=args.d_learning_rate,
                                 lr_decay_steps=args.lr_decay_steps, r1_weight=args.r1, r1_every=args.r1_every,
-                                penalty_fraction=args.penalty_fraction, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic,
+                                penalty_fraction=args.penalty_fraction, beta1=args.beta1, beta2=args.beta2,
+                                n_critic=args.n_critic,
                                 clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
                                 label_smoothing=args.label_smoothing, ema_decay=args.ema, ema_warmup=args.ema_warmup,
                                 pixel_range=_pixel_range(args.pixel_range) if args.pixel_range else None)

@@ -57,7 +57,7 @@ class WeightAverage:
     Training never reads it, so one run measures G with and without it.
     """
 
-    def __init__(self, generator, decay, strategy, warmup=10.0):
+    def __init__(self, generator, decay, strategy, warmup):
         self.generator, self.decay, self.warmup = generator, decay, warmup
         with strategy.scope():
             self.average = keras.models.clone_model(generator)
@@ -70,7 +70,7 @@ class WeightAverage:
     def update(self, g_steps):
         """Average the trainable weights; copy the batch-norm moving statistics as they are.
 
-        The decay warms up as in ``tf.train.ExponentialMovingAverage(num_updates=t)`` (``warmup`` 10):
+        The decay warms up as ``tf.train.ExponentialMovingAverage(num_updates=t)`` does with ``warmup`` 10:
         min(decay, (1 + t) / (warmup + t)) after G step t, so early on the average follows G
         instead of holding the random initial weights for ~1/(1 - decay) steps.  Until the decay
         caps it, the average spans about t / (warmup - 1) steps: a smaller ``warmup``, a longer one.

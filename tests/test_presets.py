@@ -48,7 +48,8 @@ def test_a_hand_edited_config_with_a_bad_field_is_one_line_and_exit_2(tmp_path, 
 
 def test_search_flags_set_their_preset_fields(tmp_path):
     args = train.parse_args(["--r1", "5", "--penalty-fraction", "0.25", "--d-learning-rate", "4e-4",
-                             "--lr-decay-steps", "3000", "--r1-every", "4", "--beta2", "0.99", "--ema-warmup", "3", "--out", str(tmp_path / "run")])
+                             "--lr-decay-steps", "3000", "--r1-every", "4", "--beta2", "0.99", "--ema-warmup", "3",
+                             "--out", str(tmp_path / "run")])
     preset = train._run_config(args)["preset"]
     assert (preset.r1_weight, preset.penalty_fraction, preset.d_learning_rate, preset.lr_decay_steps,
             preset.r1_every, preset.beta2, preset.ema_warmup) == (5.0, 0.25, 4e-4, 3000, 4, 0.99, 3.0)
