@@ -14,7 +14,8 @@ from genmnist.presets import PRESETS, WGAN_PRESETS
 from genmnist.training import GANTrainer
 from legacy_v1.model import GANModel, WGANModel
 from parity.rows import compare, compare_share
-from parity.tolerances import PRE_BN_BIASES, STEP_G_SHARE, TOLERANCES, WGAN_STEP_LOSSES, WGAN_STEP_SHARE, step_tolerance
+from parity.tolerances import (STEP_WEIGHT_SHARE, TOLERANCES, WGAN_STEP_LOSSES, WGAN_STEP_SHARE, is_adam_weight,
+                               step_tolerance)
 
 
 class Pair:
@@ -101,8 +102,9 @@ class DcganPair(Pair):
         return [("g_loss per step", g1, m["g_loss"]), ("d_loss per step", d1, m["d_loss"])]
 
     def step_row(self, stage, name, v1_value, v2_value):
-        if name.startswith("g_") and name not in PRE_BN_BIASES:
-            return compare_share(stage, name, v1_value, v2_value, STEP_G_SHARE, 2 * self.preset.learning_rate)
+        if is_adam_weight(name):
+            rate = self.preset.d_rate if name.startswith("discriminator") else self.preset.learning_rate
+            return compare_share(stage, name, v1_value, v2_value, STEP_WEIGHT_SHARE, 2 * rate)
         return compare(stage, name, v1_value, v2_value, step_tolerance(name))
 
 

@@ -28,7 +28,7 @@ class Row:
 
 HEADER = (f"{'stage':<14} {'quantity':<48} {'max abs':>9} {'max rel':>9} {'rtol':>7} {'atol':>7}  result")
 FOOTNOTE = ("training rows of trained variables: 'max rel' is the drift ||v1 - v2|| / ||v1 - v1_initial|| "
-            "and 'rtol' its limit; step rows of G weights (g_w*, g_b5) and wgan-step weight rows: 'max rel' is the "
+            "and 'rtol' its limit; step rows of weights (g_w*, g_b5, d_*) and wgan-step weight rows: 'max rel' is the "
             "share of elements off by more than 'atol' and 'rtol' its limit")
 STAGE_ORDER = list(TOLERANCES) + ["wgan-vars", "wgan-forward", "wgan-losses", "wgan-gradients", "wgan-step",
                                   "wgan-training"]
