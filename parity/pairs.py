@@ -14,8 +14,14 @@ from genmnist.presets import PRESETS, WGAN_PRESETS
 from genmnist.training import GANTrainer
 from legacy_v1.model import GANModel, WGANModel
 from parity.rows import compare, compare_share
-from parity.tolerances import (STEP_WEIGHT_SHARE, TOLERANCES, WGAN_STEP_LOSSES, WGAN_STEP_SHARE, is_adam_weight,
-                               step_tolerance)
+from parity.tolerances import (
+    STEP_WEIGHT_SHARE,
+    TOLERANCES,
+    WGAN_STEP_LOSSES,
+    WGAN_STEP_SHARE,
+    is_adam_weight,
+    step_tolerance,
+)
 
 
 class Pair:
