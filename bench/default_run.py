@@ -25,7 +25,7 @@ import time
 
 from bench import common, search
 from genmnist import evaluate, rundir
-from genmnist.presets import RUN_BUDGET_MINUTES, get_preset
+from genmnist.presets import RUN_BUDGET_MINUTES
 
 STEM = "default_run"
 CHECKPOINT_LINE = "checkpoint (periodic) at step "
@@ -191,7 +191,6 @@ def main(argv=None):
             rows = json.load(f)["rows"]
     info = {"command": common.command_line("bench.default_run"), "rows": rows}
     reference = common.scoring_reference(args.data_dir, args.num)
-    preset = get_preset()
     with tempfile.TemporaryDirectory() as scratch:
         runs = args.runs or scratch
         for seed in args.seeds:
@@ -205,12 +204,12 @@ def main(argv=None):
             if code != 0:
                 sys.exit(f"bench.default_run: the default command exited {code}; see {run_dir}.log")
             load_end = os.getloadavg()[0]
-            config = rundir.read_config(run_dir)
-            metrics, _, _ = search.score(run_dir, config["steps"], reference, args.num)
-            early, middle = score_early_and_middle(run_dir, checkpoints, preset.run_steps, reference, args.num)
+            config = rundir.read_config(run_dir)  # the run's own preset and length (its precision decides it)
+            preset, steps = config["preset"], config["steps"]
+            metrics, _, _ = search.score(run_dir, steps, reference, args.num)
+            early, middle = score_early_and_middle(run_dir, checkpoints, steps, reference, args.num)
             info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
-                                 "r1_weight": preset.r1_weight, "r1_every": preset.r1_every,
-                                 "steps": preset.run_steps,
+                                 "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": steps,
                                  "lr_decay_steps": preset.lr_decay_steps, "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                                  "load_start": load_start, "load_end": load_end, "checkpoints": checkpoints,

@@ -82,13 +82,12 @@ def bfloat16_is_native():
 def resolve(name, preset):
     """The concrete precision a run of ``preset`` trains in for ``--precision name``.
 
-    ``auto``: mixed_bfloat16 where bfloat16 is native, for a non-legacy preset without a
-    gradient penalty (bench/results/precision-*.md: the default preset's samples score as in
-    float32 within the seed-to-seed spread; the penalty's double backprop was not measured
-    in bfloat16), else float32.  A mixed precision with a legacy preset is a user error.
+    ``auto``: mixed_bfloat16 where bfloat16 is native, for a non-legacy preset (its samples score
+    as in float32 within the seed-to-seed spread, the R1 default's included: docs/results.md,
+    "Mixed precision"), else float32.  A mixed precision with a legacy preset is a user error.
     """
     if name == AUTO:
-        return FLOAT32 if preset.keeps_reference_arithmetic or not bfloat16_is_native() else "mixed_bfloat16"
+        return FLOAT32 if preset.name == "legacy" or not bfloat16_is_native() else "mixed_bfloat16"
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS + (AUTO,))}")
     if name != FLOAT32 and preset.name == "legacy":

@@ -92,8 +92,9 @@ def parse_args(argv=None):
                    help="training iterations (one D and one G update each), after the D-only warm-up (default: "
                         f"the preset's; {_by_preset('run_steps')}: the legacy script's length, and for the "
                         f"default preset what fits {RUN_BUDGET_MINUTES} minutes on an idle 2-core CPU, start-up and "
-                        "export included, timed in bench/results/default_run.md). With --resume: the run's own "
-                        "unless given")
+                        "export included, timed in bench/results/default_run.md; where the run trains in "
+                        f"mixed_bfloat16, faster per step: {_by_preset('run_steps_bfloat16', unset='the same')}). "
+                        "With --resume: the run's own unless given")
     p.add_argument("--batch-size", type=argtypes.positive_int, default=None,
                    help=f"images per batch (default: the preset's; {_by_preset('run_batch_size')})")
     p.add_argument("--learning-rate", type=argtypes.positive_float, default=None,
@@ -149,9 +150,9 @@ def parse_args(argv=None):
                    help="float32, or mixed: layers compute in bfloat16/float16, variables, Adam state, "
                         "batch-norm statistics and losses stay float32. 'auto' (the default): mixed_bfloat16 where "
                         "bfloat16 is faster than float32 (Intel CPU flag amx_bf16, AMD avx512_bf16, GPU compute "
-                        "capability 8+) for a non-legacy preset without a gradient penalty (where bfloat16 was "
-                        "measured to keep sample quality), else float32. Legacy presets are float32 only. The "
-                        "resolved choice is printed and stored in config.json; --resume keeps it")
+                        "capability 8+) for a non-legacy preset (where bfloat16 was measured to keep sample "
+                        "quality), else float32. Legacy presets are float32 only. The resolved choice is printed "
+                        "and stored in config.json; --resume keeps it")
     args = p.parse_args(argv)
     if args.resume and not args.out:
         p.error("--resume needs --out RUN_DIR")
@@ -217,9 +218,9 @@ def _run_config(args):
                                 pixel_range=_pixel_range(args.pixel_range) if args.pixel_range else None)
     except ValueError as err:  # the preset names the field; the flag has the same name
         raise UserError(str(err)) from None
+    resolved = precision.resolve(args.precision, preset)
     return {"preset": preset, "seed": args.seed, "batch_size": args.batch_size or preset.run_batch_size,
-            "steps": args.steps or preset.run_steps,
-            "precision": precision.resolve(args.precision, preset),
+            "steps": args.steps or preset.default_steps(resolved), "precision": resolved,
             "data_dir": args.data_dir, "command": " ".join(sys.argv),
             "init_from": os.path.abspath(args.init_from) if args.init_from else None,
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",

@@ -63,10 +63,11 @@ def test_mixed_step_keeps_variables_slots_statistics_and_outputs_in_float32(name
 def test_auto_picks_bfloat16_only_where_native_and_never_for_legacy(monkeypatch):
     for native, expected in ((True, "mixed_bfloat16"), (False, "float32")):
         monkeypatch.setattr(precision, "bfloat16_is_native", lambda native=native: native)
+        assert precision.resolve("auto", PRESETS["default"]) == expected  # its R1 penalty included
         assert precision.resolve("auto", PRESETS["default"].replace(r1_weight=0.0)) == expected
+        assert precision.resolve("auto", PRESETS["default"].with_loss("wgan-gp")) == expected
         assert precision.resolve("auto", PRESETS["legacy"]) == "float32"
-        assert precision.resolve("auto", PRESETS["default"]) == "float32"  # its R1 penalty
-        assert precision.resolve("auto", PRESETS["default"].with_loss("wgan-gp")) == "float32"
+        assert precision.resolve("auto", WGAN_PRESETS["legacy"]) == "float32"
     assert precision.resolve("mixed_float16", PRESETS["default"]) == "mixed_float16"
 
 

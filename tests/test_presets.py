@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from genmnist import rundir, train, trained
+from genmnist import precision, rundir, train, trained
 from genmnist.presets import MODELS, PRESETS, Preset
 
 
@@ -53,7 +53,7 @@ def test_search_flags_set_their_preset_fields(tmp_path):
     preset = train._run_config(args)["preset"]
     assert (preset.r1_weight, preset.penalty_fraction, preset.d_learning_rate, preset.lr_decay_steps,
             preset.r1_every, preset.beta2, preset.ema_warmup) == (5.0, 0.25, 4e-4, 3000, 4, 0.99, 3.0)
-    assert preset.keeps_reference_arithmetic  # R1's double backprop stays float32 under --precision auto
+    assert preset.keeps_reference_arithmetic  # R1's double backprop keeps TF's own image gradient
 
 
 def test_train_help_reads_the_values_from_the_presets(monkeypatch, capsys):
@@ -92,7 +92,8 @@ def test_the_default_preset_is_the_searched_recipe():
         ("nonsaturating", 5.0, 4e-4, 8e-4, 0.0)
     assert (default.ema_decay, default.sampling_stats, default.bn_momentum, default.gp_weight) == \
         (0.999, "recomputed", 0.99, 0.0)
-    assert (default.lr_decay_steps, default.run_steps, default.run_batch_size) == (10000, 4000, 64)
+    assert (default.lr_decay_steps, default.run_steps, default.run_steps_bfloat16, default.run_batch_size) == \
+        (10000, 4000, 7000, 64)
     for presets in MODELS.values():
         assert (presets["legacy"].run_steps, presets["legacy"].run_batch_size) == (10000, 128)
         assert presets["legacy"].lr_decay_steps == 0
@@ -125,3 +126,16 @@ def test_the_default_preset_trains_on_tiny_data_and_samples_its_average(idx_dir,
     assert all(np.isfinite(w).all() for w in average.get_weights())
     resumed = train.parse_args(["--out", str(run), "--resume"])
     assert train._run_config(resumed)["steps"] == 2  # a resume without --steps keeps the run's length
+
+
+def test_the_default_run_is_longer_where_it_trains_in_bfloat16(monkeypatch, tmp_path):
+    """The same budget holds more of bfloat16's faster steps: --steps defaults by the resolved precision,
+    and a --steps given wins."""
+    default = PRESETS["default"]
+    for native, steps in ((True, default.run_steps_bfloat16), (False, default.run_steps)):
+        monkeypatch.setattr(precision, "bfloat16_is_native", lambda native=native: native)
+        assert train._run_config(train.parse_args(["--out", str(tmp_path / "a")]))["steps"] == steps
+    forced = train._run_config(train.parse_args(["--out", str(tmp_path / "b"), "--precision", "float32"]))
+    given = train._run_config(train.parse_args(["--out", str(tmp_path / "c"), "--steps", "123"]))
+    assert (forced["steps"], given["steps"]) == (default.run_steps, 123)
+    assert PRESETS["legacy"].default_steps("mixed_bfloat16") == PRESETS["legacy"].run_steps  # 0: as float32
