@@ -130,8 +130,8 @@ def markdown(info):
              "| date | machine | load start / end | seed | R1 gamma | steps | rate decay | precision | wall min | "
              "CPU min | within budget | "
              "checkpoints (min: step) | score | FD | precision | recall | classes | early (min: step) | early | "
-             "middle (step) | end holds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "middle (step) | end holds | grid |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in info["rows"]:
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
@@ -142,7 +142,8 @@ def markdown(info):
                      f"| {row['cpu_s'] / 60:.1f} "
                      f"| {'yes' if row['wall_s'] <= RUN_BUDGET_MINUTES * 60 else 'no'} | {checkpoints} "
                      f"| {m['classifier_score']:.2f} | {m['frechet_distance']:.1f} | {m['precision']:.3f} "
-                     f"| {m['recall']:.3f} | {m['classes_covered']} | {_early(row)}{_middle(row)}")
+                     f"| {m['recall']:.3f} | {m['classes_covered']} | {_early(row)}{_middle(row)}"
+                     f" {_grid(row)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -165,6 +166,10 @@ def _middle(row):
         return " | |"
     holds = {True: "yes", False: "no"}[end_holds(row)]
     return f" {middle['step']}: {_scores(middle['samples'])} | {holds} |"
+
+
+def _grid(row):
+    return f"[grid]({row['grid']})" if row.get("grid") else ""  # rows timed before grids were kept have none
 
 
 def _scores(m):
@@ -206,9 +211,11 @@ def main(argv=None):
             load_end = os.getloadavg()[0]
             config = rundir.read_config(run_dir)  # the run's own preset and length (its precision decides it)
             preset, steps = config["preset"], config["steps"]
-            metrics, _, _ = search.score(run_dir, steps, reference, args.num)
+            metrics, first, _ = search.score(run_dir, steps, reference, args.num)
             early, middle = score_early_and_middle(run_dir, checkpoints, steps, reference, args.num)
-            info["rows"].append({"date": time.strftime("%Y-%m-%d"), "machine": common.MACHINE, "seed": seed,
+            date = time.strftime("%Y-%m-%d")
+            grid = search.write_grid(args.results, f"{date}-seed{seed}-{config['precision']}-{steps}", first, STEM)
+            info["rows"].append({"date": date, "machine": common.MACHINE, "seed": seed, "grid": grid,
                                  "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": steps,
                                  "lr_decay_steps": preset.lr_decay_steps, "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),

@@ -226,10 +226,16 @@ def run_job(recipe, flags, seed, steps, args, reference):
     except UserError as err:  # e.g. the run went past this budget before it was queued: no checkpoint of it
         print(f"{row_key(recipe, seed, steps)}: cannot score: {err}", flush=True)
         return None
-    grid = os.path.join(GRIDS, f"{recipe}-seed{seed}-{steps}.png")
-    os.makedirs(os.path.join(args.results, GRIDS), exist_ok=True)
-    images.write_png(os.path.join(args.results, grid), images.grid(first))
+    grid = write_grid(args.results, f"{recipe}-seed{seed}-{steps}", first)
     return {**row, "precision": config["precision"], "num": args.num, "grid": grid, **metrics}
+
+
+def write_grid(results, name, first, folder=GRIDS):
+    """The grid of a row's first 64 samples as RESULTS/FOLDER/NAME.png; returns its path under ``results``."""
+    grid = os.path.join(folder, f"{name}.png")
+    os.makedirs(os.path.join(results, folder), exist_ok=True)
+    images.write_png(os.path.join(results, grid), images.grid(first))
+    return grid
 
 
 def append_row(results, row):

@@ -79,7 +79,7 @@ def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_mi
     line = [line for line in text.splitlines() if line.startswith("| d |")][0]
     header = [line for line in text.splitlines() if line.startswith("| date")][0]
     assert line.count("|") == header.count("|")
-    assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 | | |")  # no middle scored
+    assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 | | |  |")  # no middle scored, no grid
     assert "| 5 | 2500 | 6000 | mixed_bfloat16 | 8.0 |" in line  # a row from before lazy R1: every D step
     lazy = default_run.markdown({"command": "c", "rows": [{**row, "r1_every": 4}]})
     assert "| 5, every 4 | 2500 | 6000 | mixed_bfloat16 | 8.0 |" in lazy
@@ -98,7 +98,9 @@ def test_the_middle_is_the_checkpoint_nearest_half_the_run_and_the_end_must_hold
     assert default_run.end_holds(row) is True
     line = [line for line in default_run.markdown({"command": "c", "rows": [row]}).splitlines()
             if line.startswith("| d |")][0]
-    assert line.endswith("| 2000: 8.50 / 3.4 / 0.770 / 0.780 / 10 | yes |")
+    assert line.endswith("| 2000: 8.50 / 3.4 / 0.770 / 0.780 / 10 | yes |  |")
+    with_grid = default_run.markdown({"command": "c", "rows": [{**row, "grid": "default_run/g.png"}]})
+    assert with_grid.splitlines()[-1].endswith("| yes | [grid](default_run/g.png) |")
     for worse in ({"frechet_distance": 1.9}, {"recall": 0.81}, {"classes_covered": 9}):
         middle_better = {**row, "middle": {"step": 2000, "samples": {**end, **worse}}}
         if "classes_covered" in worse:
