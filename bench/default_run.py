@@ -9,7 +9,8 @@ and the exported run's samples scored as every search row is (``bench.search.sco
 classifier), and so is the checkpoint written nearest :data:`EARLY_SECONDS` into the run (the early
 checkpoint the quality bar also judges): each checkpoint is hard-linked aside as it is announced, since
 the run keeps only its latest few.  Run it with the machine otherwise idle: each row records the load
-average.  Rows accumulate in bench/results/default_run.{json,md}.
+average.  Rows accumulate in bench/results/default_run.{json,md}, each run's first 64 samples as a grid
+in bench/results/default_run/.
 """
 
 import argparse

@@ -86,11 +86,12 @@ def resolve(name, preset):
     as in float32 within the seed-to-seed spread, the R1 default's included: docs/results.md,
     "Mixed precision"), else float32.  A mixed precision with a legacy preset is a user error.
     """
+    legacy = preset.name == "legacy"  # its parity checks compare with the float32 legacy graph
     if name == AUTO:
-        return FLOAT32 if preset.name == "legacy" or not bfloat16_is_native() else "mixed_bfloat16"
+        return FLOAT32 if legacy or not bfloat16_is_native() else "mixed_bfloat16"
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS + (AUTO,))}")
-    if name != FLOAT32 and preset.name == "legacy":
+    if name != FLOAT32 and legacy:
         raise UserError(f"--precision {name} needs a non-legacy preset: the legacy preset reproduces the "
                         "float32 legacy graph (its parity checks); use --preset default or --precision float32")
     return name

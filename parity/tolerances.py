@@ -18,9 +18,9 @@ allows with oneDNN and grappler's arithmetic and remapping rewrites off on both 
   both nets are checked by share: at most a small share of elements may differ by more than
   10% of one Adam step and none by more than 2 lr per optimizer step.  Any real difference
   (a wrong lr, beta, epsilon, z or schedule) moves most elements by a sizeable fraction of lr
-  (tests/test_parity.py doubles the critic's lr and shrinks the legacy lr by 20%).  The WGAN-GP loss compared
-  is the last critic step's, after 4 untethered critic updates, hence rtol 1e-4; a critic lr
-  only 10% off still fails it.
+  (tests/test_parity.py doubles the critic's lr and shrinks the legacy lr by 20%).  The WGAN-GP
+  loss compared is the last critic step's, after 4 untethered critic updates, hence rtol 1e-4; a
+  critic lr only 10% off still fails it.
 * g_b1..g_b4 feed a batch norm, which subtracts them straight back out: their gradient is
   pure rounding noise, which Adam normalises into lr-sized steps in either direction.
   Untrained variables (bn*/beta, moving statistics) must stay bit-identical.
