@@ -113,7 +113,7 @@ def test_two_workers_equal_one_only_the_chief_writes_and_a_lost_worker_resumes(i
     two_workers, one_worker = _generator_weights(out), _generator_weights(one)
     # The reported losses, D(x) and D(G(z)) at every logged step, to 1% of their size: the two workers'
     # reduction order, carried through Adam's early ~lr * sign(g) steps (below), moved them by up to
-    # 1.7e-3 relative on an AMD EPYC with AVX512 (under 1e-4 on the Xeons); the weights carry the check.
+    # 1.7e-3 relative on one AVX-512 CPU (under 1e-4 on others); the weights carry the check.
     two_logged, one_logged = _logged(out), _logged(one)
     assert sorted(two_logged) == sorted(one_logged) and len(one_logged) == 4 * steps // 2
     for key, value in one_logged.items():

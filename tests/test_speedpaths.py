@@ -111,11 +111,11 @@ def test_the_straight_port_trains_the_same_function(preset):
     gradient: at the default 1e-8 it is ~lr * sign(g), which turns the rounding of near-zero gradient
     elements into whole steps."""
     # One critic step per iteration for WGAN-GP too (the penalty's path is the same): its usual 5 compound
-    # the paths' rounding through 4 Adam updates before anything is compared, which on an AMD EPYC with
-    # AVX512, under a parallel suite, moved the weight updates by 0.8% (the bound below is 0.1%).
+    # the paths' rounding through 4 Adam updates before anything is compared, which on one AVX-512 CPU,
+    # under a parallel suite, moved the weight updates by 0.8% (the bound below is 0.1%).
     preset = preset.replace(adam_epsilon=1e-3, n_critic=1)
     real = tf.random.uniform([8, 28, 28, 1], *preset.pixel_range, seed=1)
-    z = tf.random.normal([8, preset.n_critic, 100], seed=2) if preset.n_critic > 1 else tf.random.normal([8, 100])
+    z = tf.random.normal([8, 100], seed=2)  # one critic step: [batch, z_dim]
     results = []
     for on in (True, False):
         trainer = _trainer(preset.replace(speed_paths=SPEED_PATHS if on else ()))
