@@ -174,7 +174,7 @@ PRESETS = {  # the DCGAN-style GANModel, the product's main model
     # step, the same quality per iteration); a run resumed to 10000 carries the same decay on to 0.
     "default": Preset(
         name="default", model="dcgan", pixel_range=(0.0, 1.0), loss="nonsaturating",
-        learning_rate=4e-4, d_learning_rate=8e-4, beta1=0.0, bn_momentum=0.99, sampling_stats="recomputed",
+        learning_rate=4e-4, d_learning_rate=8e-4, beta1=0.0, beta2=0.99, bn_momentum=0.99, sampling_stats="recomputed",
         r1_weight=5.0, ema_decay=0.999, lr_decay_steps=10000, run_steps=4000, run_steps_bfloat16=7000,
         run_batch_size=64),
 }
