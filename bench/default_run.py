@@ -98,7 +98,9 @@ def score_kept(run_dir, step, reference, num):
     shutil.copy(rundir.path(run_dir, rundir.CONFIG), rundir.path(scored, rundir.CONFIG))
     for name in glob.glob(os.path.join(f"{run_dir}-{KEPT}", f"ckpt-{step}.*")):
         os.link(name, rundir.path(scored, rundir.CHECKPOINTS, os.path.basename(name)))
-    tf.compat.v1.train.update_checkpoint_state(rundir.path(scored, rundir.CHECKPOINTS), f"ckpt-{step}")
+    # The checkpoint's path, not its bare name: TF takes a bare name as relative to the working directory.
+    checkpoints = rundir.path(scored, rundir.CHECKPOINTS)
+    tf.compat.v1.train.update_checkpoint_state(checkpoints, os.path.join(checkpoints, f"ckpt-{step}"))
     metrics, _, _ = search.score(scored, step, reference, num)
     return metrics
 
