@@ -1,5 +1,6 @@
 """bench/default_run.py: the command it times, what it reads from that command's output, the report."""
 
+import os
 import sys
 
 import pytest
@@ -121,3 +122,24 @@ def test_a_checkpoint_that_is_both_early_and_middle_is_scored_once(monkeypatch):
     early, middle = default_run.score_early_and_middle("RUN", checkpoints[:1], 4000, None, 10)
     assert early["step"] == 1000 and middle["step"] == 1000 and scored == [2000, 1000]
     assert default_run.score_early_and_middle("RUN", [], 4000, None, 10) == (None, None)
+
+
+@pytest.mark.slow
+def test_a_kept_checkpoint_is_scored_from_a_runs_folder_given_relative(tmp_path, idx_dir, monkeypatch):
+    """--runs ../default-runs: the scored copy's index must name the kept checkpoint wherever the bench runs."""
+    from conftest import train_tiny
+
+    from bench import search
+    from genmnist import trained
+    assert train_tiny(tmp_path / "runs" / "seed0", idx_dir, "--keep-checkpoints", "0", steps=8) == 0
+    kept = tmp_path / "runs" / f"seed0-{default_run.KEPT}"
+    kept.mkdir()
+    for name in (tmp_path / "runs" / "seed0" / "checkpoints").glob("ckpt-4.*"):
+        (kept / name.name).write_bytes(name.read_bytes())
+    restored = []
+    monkeypatch.setattr(search, "score", lambda run_dir, step, reference, num: (
+        restored.append(trained.restore_generator(run_dir, step=step)), None, None))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    default_run.score_kept(f"..{os.sep}runs{os.sep}seed0", 4, None, 10)
+    assert len(restored) == 1
