@@ -127,10 +127,10 @@ def test_a_checkpoint_that_is_both_early_and_middle_is_scored_once(monkeypatch):
 @pytest.mark.slow
 def test_a_kept_checkpoint_is_scored_from_a_runs_folder_given_relative(tmp_path, idx_dir, monkeypatch):
     """--runs ../default-runs: the scored copy's index must name the kept checkpoint wherever the bench runs."""
-    from conftest import train_tiny
-
     from bench import search
     from genmnist import trained
+
+    from conftest import train_tiny
     assert train_tiny(tmp_path / "runs" / "seed0", idx_dir, "--keep-checkpoints", "0", steps=8) == 0
     kept = tmp_path / "runs" / f"seed0-{default_run.KEPT}"
     kept.mkdir()
