@@ -31,6 +31,7 @@ from genmnist.presets import RUN_BUDGET_MINUTES
 STEM = "default_run"
 CHECKPOINT_LINE = "checkpoint (periodic) at step "
 EARLY_SECONDS = 5 * 60  # the early checkpoint the quality bar judges: the one written nearest this
+BETA2_BEFORE = 0.999  # Adam's beta2 of every row timed before rows recorded it (the default preset's then)
 KEPT = "kept-checkpoints"  # beside a timed run: hard links to every checkpoint it announced
 
 
@@ -130,17 +131,17 @@ def markdown(info):
              "(score / FD / precision / recall / classes); `end holds`: the end no worse than the middle on FD, "
              "recall and classes",
              "",
-             "| date | machine | load start / end | seed | R1 gamma | steps | rate decay | precision | wall min | "
-             "CPU min | within budget | "
+             "| date | machine | load start / end | seed | R1 gamma | steps | rate decay | Adam beta2 | precision | "
+             "wall min | CPU min | within budget | "
              "checkpoints (min: step) | score | FD | precision | recall | classes | early (min: step) | early | "
              "middle (step) | end holds | grid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in info["rows"]:
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
                      f"| {row['seed']} | {row['r1_weight']:g}{_lazy(row)} | {row['steps']} "
-                     f"| {row['lr_decay_steps'] or 'none'} "
+                     f"| {row['lr_decay_steps'] or 'none'} | {row.get('beta2', BETA2_BEFORE):g} "
                      f"| {row['precision']} | {row['wall_s'] / 60:.1f} "
                      f"| {row['cpu_s'] / 60:.1f} "
                      f"| {'yes' if row['wall_s'] <= RUN_BUDGET_MINUTES * 60 else 'no'} | {checkpoints} "
@@ -217,10 +218,13 @@ def main(argv=None):
             metrics, first, _ = search.score(run_dir, steps, reference, args.num)
             early, middle = score_early_and_middle(run_dir, checkpoints, steps, reference, args.num)
             date = time.strftime("%Y-%m-%d")
-            grid = search.write_grid(args.results, f"{date}-seed{seed}-{config['precision']}-{steps}", first, STEM)
+            # The time too: a run after midnight and the next session's run of the same seed share a date.
+            grid = search.write_grid(args.results, f"{time.strftime('%Y-%m-%d-%H%M')}-seed{seed}-{config['precision']}"
+                                     f"-{steps}", first, STEM)
             info["rows"].append({"date": date, "machine": common.MACHINE, "seed": seed, "grid": grid,
                                  "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": steps,
-                                 "lr_decay_steps": preset.lr_decay_steps, "precision": config["precision"],
+                                 "lr_decay_steps": preset.lr_decay_steps, "beta2": preset.beta2,
+                                 "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                                  "load_start": load_start, "load_end": load_end, "checkpoints": checkpoints,
                                  "early": early, "middle": middle,

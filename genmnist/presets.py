@@ -167,7 +167,8 @@ PRESETS = {  # the DCGAN-style GANModel, the product's main model
         beta1=0.9, train_bn_offsets=False, update_moving_stats=False, sampling_stats="batch"),
     # The fixes, plus what the quality search (docs/search.md) found covers the digits within
     # RUN_BUDGET_MINUTES on a 2-core CPU: the R1 penalty (gamma 5: 10 dropped modes in longer runs),
-    # D at twice G's rate, Adam without momentum (beta1 0) at rates above DCGAN's, sampling from the
+    # D at twice G's rate, Adam without momentum (beta1 0) at rates above DCGAN's and with a shorter
+    # second-moment average (beta2 0.99: the last ~100 steps' gradient scale), sampling from the
     # weight average, batch 64, rates falling linearly over 10000 iterations (without it a seed
     # dropped modes past 4000), and a run length that fits that budget (bench/results/default_run.md):
     # 4000 iterations in float32, 7000 in mixed bfloat16 where --precision auto picks it (a faster
