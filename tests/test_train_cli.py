@@ -277,7 +277,10 @@ def test_mirrored_on_two_logical_cpus_matches_one_device():
         # Adam's early updates are ~lr * sign(g): float-level gradient differences flip a few
         # near-zero elements, so compare whole updates: room for those flips, far below a misaligned penalty.
         assert diffs["update_max"] > 1e-4 and diffs["update_rel_l2"] < 1e-2
-    assert cases["dcgan default"]["update_rel_l2"] < 1e-4
+    # Tighter for the default: 3.2e-4 measured on one AVX-512 CPU (under 1e-4 with beta2 0.999: a first Adam
+    # step's effective epsilon, eps / sqrt(1 - beta2), is 3x smaller at 0.99, so smaller gradients take those
+    # full sign-like steps).
+    assert cases["dcgan default"]["update_rel_l2"] < 1e-3
     assert cases["dcgan wgan clip"]["mirrored_largest_d_weight"] <= 0.01 + 1e-7
 
 
