@@ -217,10 +217,11 @@ def main(argv=None):
             preset, steps = config["preset"], config["steps"]
             metrics, first, _ = search.score(run_dir, steps, reference, args.num)
             early, middle = score_early_and_middle(run_dir, checkpoints, steps, reference, args.num)
-            date = time.strftime("%Y-%m-%d")
-            # The time too: a run after midnight and the next session's run of the same seed share a date.
-            grid = search.write_grid(args.results, f"{time.strftime('%Y-%m-%d-%H%M')}-seed{seed}-{config['precision']}"
-                                     f"-{steps}", first, STEM)
+            # The grid's name has the time too: a run after midnight and the next session's run of the same seed
+            # share a date.  One clock read, so the row's date and its grid's name agree.
+            stamp = time.strftime("%Y-%m-%d-%H%M")
+            date = stamp[:len("YYYY-mm-dd")]
+            grid = search.write_grid(args.results, f"{stamp}-seed{seed}-{config['precision']}-{steps}", first, STEM)
             info["rows"].append({"date": date, "machine": common.MACHINE, "seed": seed, "grid": grid,
                                  "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": steps,
                                  "lr_decay_steps": preset.lr_decay_steps, "beta2": preset.beta2,
