@@ -56,6 +56,9 @@ def parse_args(argv=None):
                         f"penalty of {wgan_gp['gp_weight']:g}; the critic losses use D's raw score, never a sigmoid")
     p.add_argument("--n-critic", type=argtypes.positive_int, default=None,
                    help="D steps per G step (default: the loss's)")
+    p.add_argument("--warmup-d-steps", type=argtypes.non_negative_int, default=None, metavar="N",
+                   help="D-only steps before the first iteration, as the legacy script took (default: the "
+                        f"preset's; {_by_preset('warmup_d_steps')})")
     p.add_argument("--clip", type=argtypes.non_negative_float, default=None,
                    help=f"WGAN weight clipping bound (default: {wgan['clip']:g} with --loss wgan, else off)")
     p.add_argument("--gp-weight", type=argtypes.non_negative_float, default=None,
@@ -212,7 +215,7 @@ def _run_config(args):
         preset = preset.replace(learning_rate=args.learning_rate, d_learning_rate=args.d_learning_rate,
                                 lr_decay_steps=args.lr_decay_steps, r1_weight=args.r1, r1_every=args.r1_every,
                                 penalty_fraction=args.penalty_fraction, beta1=args.beta1, beta2=args.beta2,
-                                n_critic=args.n_critic,
+                                n_critic=args.n_critic, warmup_d_steps=args.warmup_d_steps,
                                 clip=args.clip, gp_weight=args.gp_weight, spectral_norm=args.spectral_norm or None,
                                 label_smoothing=args.label_smoothing, ema_decay=args.ema, ema_warmup=args.ema_warmup,
                                 pixel_range=_pixel_range(args.pixel_range) if args.pixel_range else None)

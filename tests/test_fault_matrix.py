@@ -23,6 +23,8 @@ from genmnist import evaluate as E
 from genmnist.models import build_models, legacy_variables
 from genmnist.presets import PRESETS
 
+from conftest import TINY
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPORARY = ("*.tmp*", "*_temp*")  # what genmnist.files and TF name their temporaries
 NUM = 9  # images sampled or evaluated: the fewest the tiny classifier below accepts
@@ -341,7 +343,7 @@ def test_a_full_disk_under_the_tensorboard_log_keeps_the_steps_and_is_one_line(d
     run = tmp_path / "run"
     with small_disk(str(run / "logs"), size="32k"):
         status, err = outcome(capsys, lambda: train.main([
-            "--preset", "legacy", "--data-dir", data_dir, "--out", str(run), "--steps", "12", "--batch-size", "16",
+            "--preset", "legacy", "--data-dir", data_dir, "--out", str(run), "--steps", "12", *TINY,
             "--log-every", "1", "--sample-every", "1", "--checkpoint-every", "100", "--no-export"]))
         check_clean(status, err)
         assert status == 2 and "TensorBoard log" in err and "No space left on device" in err, err
@@ -393,7 +395,7 @@ def test_an_interrupt_during_each_training_write_saves_the_steps_and_leaves_no_t
                                                                                           write):
     from genmnist import train
     run = tmp_path / "run"
-    argv = ["--preset", "legacy", "--data-dir", data_dir, "--out", str(run), "--steps", "8", "--batch-size", "16",
+    argv = ["--preset", "legacy", "--data-dir", data_dir, "--out", str(run), "--steps", "8", *TINY,
             "--log-every", "1", "--sample-every", "2", "--checkpoint-every", "4", "--no-export"]
     with monkeypatch.context() as mp:
         TRAINING_WRITES[write](mp)

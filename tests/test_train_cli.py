@@ -17,7 +17,7 @@ import tensorflow as tf
 from genmnist import images, loop, rundir, sample, train, trained
 from genmnist.models import Z_DIM, build_models
 
-from conftest import make_tiny_run, train_tiny
+from conftest import TINY, make_tiny_run, train_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A spawned run's length where it must still be running when the test stops it: far more steps than
@@ -108,10 +108,11 @@ def test_refuses_to_overwrite_a_run_without_resume(finished_run, capsys):
 def test_divergence_stops_with_a_clear_message_and_keeps_a_finite_checkpoint(idx_dir, tmp_path, capsys):
     data_dir = idx_dir
     out = tmp_path / "nan"
-    # The legacy raw-log losses hit log(0) once D saturates; at this learning rate that takes a
-    # few steps, so the per-step checkpoints before the blow-up exist and must be finite.
+    # The legacy raw-log losses hit log(0) once D saturates; at this learning rate, after the legacy
+    # 30 D-only warm-up steps, that takes a few steps, so the per-step checkpoints before the blow-up
+    # exist and must be finite.
     code = run_train(out, data_dir, "--preset", "legacy", "--learning-rate", "0.003", "--log-every", "1",
-                     "--checkpoint-every", "1", "--no-export", steps=40)
+                     "--checkpoint-every", "1", "--no-export", "--warmup-d-steps", "30", steps=40)
     assert code == 3
     err = capsys.readouterr().err
     assert "training diverged" in err and "not finite" in err
@@ -127,7 +128,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_a_finite_checkpoint(idx
 
 def _spawn(out, data_dir, steps, *extra):
     cmd = [sys.executable, "-m", "genmnist.train", "--data-dir", data_dir, "--out", str(out),
-           "--steps", str(steps), "--batch-size", "16", "--checkpoint-every", "2", "--log-every", "2", *extra]
+           "--steps", str(steps), *TINY, "--checkpoint-every", "2", "--log-every", "2", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
