@@ -1,6 +1,6 @@
 """The default command, whole: ``python -m genmnist.train --data-dir D --out RUN --seed S``, timed and scored.
 
-    python -m bench.default_run --data-dir ../shared/data/mnist [--seeds 0 1 2] [--runs DIR]
+    python -m bench.default_run --data-dir ../shared/data/mnist [--seeds 0 1 2] [--runs DIR] [--steps N]
 
 What a user of the default gets: the wall time from start to exit (TensorFlow's start-up, data
 loading, the warm-up, grids, checkpoints and the export included) against the budget the default
@@ -10,7 +10,8 @@ classifier), and so is the checkpoint written nearest :data:`EARLY_SECONDS` into
 checkpoint the quality bar also judges): each checkpoint is hard-linked aside as it is announced, since
 the run keeps only its latest few.  Run it with the machine otherwise idle: each row records the load
 average.  Rows accumulate in bench/results/default_run.{json,md}, each run's first 64 samples as a grid
-in bench/results/default_run/.
+in bench/results/default_run/.  ``--steps N`` times the same command at another length, a candidate for
+the preset's (its rows say so).
 """
 
 import argparse
@@ -35,9 +36,12 @@ BETA2_BEFORE = 0.999  # Adam's beta2 of every row timed before rows recorded it 
 KEPT = "kept-checkpoints"  # beside a timed run: hard links to every checkpoint it announced
 
 
-def default_command(data_dir, run_dir, seed):
-    """The command a user runs: the data, where the run goes and its seed; every other setting the preset's."""
-    return [sys.executable, "-m", "genmnist.train", "--data-dir", data_dir, "--out", run_dir, "--seed", str(seed)]
+def default_command(data_dir, run_dir, seed, steps=None):
+    """The command a user runs: the data, where the run goes and its seed; every other setting the preset's
+    (the length too, unless ``steps`` is given)."""
+    length = ["--steps", str(steps)] if steps else []
+    return [sys.executable, "-m", "genmnist.train", "--data-dir", data_dir, "--out", run_dir, "--seed", str(seed),
+            *length]
 
 
 def keep_checkpoint(prefix, kept_dir):
@@ -123,7 +127,7 @@ def score_early_and_middle(run_dir, checkpoints, run_steps, reference, num):
 def markdown(info):
     lines = ["# The default command, timed and scored", "",
              f"- command: `{info['command']}` (each row: `python -m genmnist.train --data-dir DATA --out RUN "
-             "--seed SEED`, nothing else)",
+             "--seed SEED`, nothing else; a steps column marked `--steps` adds `--steps` and that length)",
              f"- budget: {RUN_BUDGET_MINUTES} min of wall time on an idle 2-core CPU, start-up and export included",
              "- quality: the exported run (G's weight average), 10,000 samples scored with the pinned classifier "
              "as bench/results/search.md scores its rows; `early` is the checkpoint written nearest "
@@ -140,7 +144,7 @@ def markdown(info):
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
-                     f"| {row['seed']} | {row['r1_weight']:g}{_lazy(row)} | {row['steps']} "
+                     f"| {row['seed']} | {row['r1_weight']:g}{_lazy(row)} | {row['steps']}{_given(row)} "
                      f"| {row['lr_decay_steps'] or 'none'} | {row.get('beta2', BETA2_BEFORE):g} "
                      f"| {row['precision']} | {row['wall_s'] / 60:.1f} "
                      f"| {row['cpu_s'] / 60:.1f} "
@@ -149,6 +153,10 @@ def markdown(info):
                      f"| {m['recall']:.3f} | {m['classes_covered']} | {_early(row)}{_middle(row)}"
                      f" {_grid(row)} |")
     return "\n".join(lines) + "\n"
+
+
+def _given(row):
+    return " --steps" if row.get("steps_given") else ""  # rows timed before --steps ran the preset's length
 
 
 def _lazy(row):
@@ -188,6 +196,8 @@ def parse_args(argv=None):
     p.add_argument("--runs", default=None, help="where the runs go (default: a temporary folder, removed)")
     p.add_argument("--num", type=int, default=evaluate.DEFAULT_NUM, help="samples scored per run")
     p.add_argument("--results", default=common.RESULTS)
+    p.add_argument("--steps", type=int, default=None,
+                   help="time the command with --steps N, a candidate length (default: the preset's own)")
     return p.parse_args(argv)
 
 
@@ -208,7 +218,7 @@ def main(argv=None):
                 sys.exit(f"bench.default_run: {run_dir} exists; a timed run must start from nothing")
             load_start = os.getloadavg()[0]
             print(f"seed {seed}: timing the default command into {run_dir}", flush=True)
-            code, wall, cpu, checkpoints = time_command(default_command(args.data_dir, run_dir, seed),
+            code, wall, cpu, checkpoints = time_command(default_command(args.data_dir, run_dir, seed, args.steps),
                                                         run_dir + ".log", f"{run_dir}-{KEPT}")
             if code != 0:
                 sys.exit(f"bench.default_run: the default command exited {code}; see {run_dir}.log")
@@ -224,6 +234,7 @@ def main(argv=None):
             grid = search.write_grid(args.results, f"{stamp}-seed{seed}-{config['precision']}-{steps}", first, STEM)
             info["rows"].append({"date": date, "machine": common.MACHINE, "seed": seed, "grid": grid,
                                  "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": steps,
+                                 "steps_given": bool(args.steps),
                                  "lr_decay_steps": preset.lr_decay_steps, "beta2": preset.beta2,
                                  "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),

@@ -14,6 +14,8 @@ def test_the_timed_command_is_the_default_with_only_data_out_and_seed():
     assert cmd[1:3] == ["-m", "genmnist.train"]
     flags = cmd[3:]
     assert flags == ["--data-dir", "DATA", "--out", "RUN", "--seed", "3"]
+    # A candidate length adds --steps and nothing else.
+    assert default_run.default_command("DATA", "RUN", 3, steps=8000)[3:] == [*flags, "--steps", "8000"]
 
 
 @pytest.mark.slow
@@ -58,12 +60,14 @@ def test_the_report_judges_each_row_against_the_budget():
                 "wall_s": minutes * 60, "cpu_s": minutes * 100,
                 "checkpoints": [(300.0, 500)], "samples": metrics}
 
+    given = {**row(2, RUN_BUDGET_MINUTES - 1), "steps_given": True}
     text = default_run.markdown({"command": "python -m bench.default_run",
-                                 "rows": [row(0, RUN_BUDGET_MINUTES - 1), row(1, RUN_BUDGET_MINUTES + 1)]})
+                                 "rows": [row(0, RUN_BUDGET_MINUTES - 1), row(1, RUN_BUDGET_MINUTES + 1), given]})
     lines = [line for line in text.splitlines() if line.startswith("| d |")]
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert "| yes | 5.0: 500 | 8.00 | 7.0 | 0.700 | 0.800 | 10 | | |" in lines[0]
     assert "| 0 | 10 | 2500 | none | 0.999 | float32 |" in lines[0] and "| no |" in lines[1]
+    assert "| 2 | 10 | 2500 --steps | none |" in lines[2]  # a candidate length, not the preset's
 
 
 def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_minutes():
