@@ -212,6 +212,7 @@ def main(argv=None):
     reference = common.scoring_reference(args.data_dir, args.num)
     with tempfile.TemporaryDirectory() as scratch:
         runs = args.runs or scratch
+        os.makedirs(runs, exist_ok=True)  # a --runs folder not there yet: each run's log goes beside it
         for seed in args.seeds:
             run_dir = os.path.join(runs, f"default-seed{seed}")
             if os.path.exists(run_dir):
