@@ -147,3 +147,14 @@ def test_a_kept_checkpoint_is_scored_from_a_runs_folder_given_relative(tmp_path,
     monkeypatch.chdir(tmp_path / "elsewhere")
     default_run.score_kept(f"..{os.sep}runs{os.sep}seed0", 4, None, 10)
     assert len(restored) == 1
+
+
+def test_a_runs_folder_not_there_yet_is_made(tmp_path, monkeypatch):
+    """--runs NEW: the first run's log goes into a folder the bench makes (it crashed opening the log)."""
+    from bench import common
+    monkeypatch.setattr(common, "scoring_reference", lambda data_dir, num: None)
+    monkeypatch.setattr(default_run, "default_command", lambda *args: [sys.executable, "-c", "raise SystemExit(5)"])
+    runs = tmp_path / "not" / "there"
+    with pytest.raises(SystemExit) as exit_info:
+        default_run.main(["--runs", str(runs), "--seeds", "0", "--results", str(tmp_path / "results")])
+    assert "exited 5" in str(exit_info.value) and (runs / "default-seed0.log").is_file()

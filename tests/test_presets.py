@@ -94,7 +94,7 @@ def test_the_default_preset_is_the_searched_recipe():
     assert (default.ema_decay, default.sampling_stats, default.bn_momentum, default.gp_weight) == \
         (0.999, "recomputed", 0.99, 0.0)
     assert (default.lr_decay_steps, default.run_steps, default.run_steps_bfloat16, default.run_batch_size) == \
-        (10000, 4000, 7000, 64)
+        (10000, 4000, 8000, 64)
     for presets in MODELS.values():
         assert (presets["legacy"].run_steps, presets["legacy"].run_batch_size) == (10000, 128)
         assert presets["legacy"].lr_decay_steps == 0
