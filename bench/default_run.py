@@ -26,7 +26,7 @@ import tempfile
 import time
 
 from bench import common, search
-from genmnist import evaluate, rundir
+from genmnist import argtypes, evaluate, rundir
 from genmnist.presets import RUN_BUDGET_MINUTES
 
 STEM = "default_run"
@@ -196,7 +196,7 @@ def parse_args(argv=None):
     p.add_argument("--runs", default=None, help="where the runs go (default: a temporary folder, removed)")
     p.add_argument("--num", type=int, default=evaluate.DEFAULT_NUM, help="samples scored per run")
     p.add_argument("--results", default=common.RESULTS)
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=argtypes.positive_int, default=None,
                    help="time the command with --steps N, a candidate length (default: the preset's own)")
     return p.parse_args(argv)
 

@@ -109,10 +109,12 @@ def test_divergence_stops_with_a_clear_message_and_keeps_a_finite_checkpoint(idx
     data_dir = idx_dir
     out = tmp_path / "nan"
     # The legacy raw-log losses hit log(0) once D saturates; at this learning rate, after the legacy
-    # 30 D-only warm-up steps, that takes a few steps, so the per-step checkpoints before the blow-up
-    # exist and must be finite.
+    # preset's own D-only warm-up (not the tiny runs' shorter one), that takes a few steps, so the
+    # per-step checkpoints before the blow-up exist and must be finite.
+    from genmnist.presets import PRESETS
+    warmup = str(PRESETS["legacy"].warmup_d_steps)
     code = run_train(out, data_dir, "--preset", "legacy", "--learning-rate", "0.003", "--log-every", "1",
-                     "--checkpoint-every", "1", "--no-export", "--warmup-d-steps", "30", steps=40)
+                     "--checkpoint-every", "1", "--no-export", "--warmup-d-steps", warmup, steps=40)
     assert code == 3
     err = capsys.readouterr().err
     assert "training diverged" in err and "not finite" in err
