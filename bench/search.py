@@ -74,9 +74,13 @@ def row_key(recipe, seed, steps):
 
 
 def train_flags(flags, seed):
-    """What every search run passes besides its recipe's flags."""
+    """What every search run passes besides its recipe's flags.
+
+    A recipe that names no ``--precision`` trains in float32: ``auto`` picks by machine, and a row
+    must mean the same recipe wherever the queue runs."""
+    precision_flags = [] if "--precision" in flags else ["--precision", precision.FLOAT32]
     return ["--seed", str(seed), "--no-export", "--log-every", "50", "--checkpoint-every", str(CHECKPOINT_EVERY),
-            "--keep-checkpoints", "2", *flags]
+            "--keep-checkpoints", "2", *precision_flags, *flags]
 
 
 class Timing:

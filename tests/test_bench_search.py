@@ -23,6 +23,12 @@ def test_queue_expands_seeds_then_ascending_budgets_in_job_order(tmp_path):
     assert search.load_queue(path)[-1][1] == ["--ema", "0.9"]
 
 
+def test_a_recipe_without_a_precision_trains_in_float32_on_every_machine():
+    assert search.train_flags([], 3)[search.train_flags([], 3).index("--precision") + 1] == "float32"
+    named = search.train_flags(["--precision", "mixed_bfloat16"], 3)
+    assert named.count("--precision") == 1 and named[named.index("--precision") + 1] == "mixed_bfloat16"
+
+
 def test_a_killed_process_counts_its_last_recorded_time(tmp_path):
     (tmp_path / search.TIMING).write_text(json.dumps(
         {"segments": [{"to": 10, "wall": 30.0, "cpu": 50.0, "exit": 0}],
@@ -73,6 +79,7 @@ def test_search_runs_the_queue_once_and_extends_a_run(tmp_path, capsys):
     rows = search.read_rows(str(tmp_path / "results"))
     assert [(r["recipe"], r["seed"], r["steps"]) for r in rows] == [("tiny", 0, 2), ("tiny", 0, 3)]
     assert rows[1]["wall_s"] > rows[0]["wall_s"] > 0 and rows[0]["samples"]["num_images"] == 150
+    assert rows[0]["precision"] == "float32"  # the recipe names none: not what auto picks here
     assert os.path.isfile(tmp_path / "results" / rows[0]["grid"])
     assert "| tiny | 0 | 3 |" in (tmp_path / "results" / search.TABLE).read_text()
     timing = json.loads((tmp_path / "runs" / "tiny-seed0" / search.TIMING).read_text())
