@@ -3,6 +3,7 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 
 from bench import default_run
@@ -135,7 +136,7 @@ def test_a_kept_checkpoint_is_scored_from_a_runs_folder_given_relative(tmp_path,
     from genmnist import trained
 
     from conftest import train_tiny
-    assert train_tiny(tmp_path / "runs" / "seed0", idx_dir, "--keep-checkpoints", "0", steps=8) == 0
+    assert train_tiny(tmp_path / "runs" / "seed0", idx_dir, "--keep-checkpoints", "0", "--no-export", steps=8) == 0
     kept = tmp_path / "runs" / f"seed0-{default_run.KEPT}"
     kept.mkdir()
     for name in (tmp_path / "runs" / "seed0" / "checkpoints").glob("ckpt-4.*"):
@@ -146,7 +147,13 @@ def test_a_kept_checkpoint_is_scored_from_a_runs_folder_given_relative(tmp_path,
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     default_run.score_kept(f"..{os.sep}runs{os.sep}seed0", 4, None, 10)
-    assert len(restored) == 1
+    monkeypatch.chdir(tmp_path)
+    def kernel(generator):
+        return generator.get_layer("g_1").kernel.numpy()
+    [(scored, _)] = restored  # the kept step 4, not the run's latest
+    at_4, at_8 = (trained.restore_generator("runs/seed0", step=step)[0] for step in (4, 8))
+    np.testing.assert_array_equal(kernel(scored), kernel(at_4))
+    assert not np.array_equal(kernel(at_4), kernel(at_8))
 
 
 def test_a_runs_folder_not_there_yet_is_made(tmp_path, monkeypatch):

@@ -1,9 +1,6 @@
 """Every data source, every bad-input case, and the replayable tf.data stream."""
 
 import gzip
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -106,15 +103,15 @@ def test_tfds_failure_offline_becomes_a_user_error(monkeypatch):
     assert "\n" not in str(err.value) and "Failed to resolve" in str(err.value)
 
 
-@pytest.mark.slow
-def test_cli_bad_data_dir_exits_2_with_one_line_and_no_traceback(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "genmnist.train", "--data-dir", str(tmp_path / "missing"),
-         "--out", str(tmp_path / "run"), "--steps", "1"],
-        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("genmnist.train: error:")]
+def test_cli_bad_data_dir_exits_2_with_one_line_and_no_traceback(tmp_path, capsys):
+    """In this process: a command's own process printing nothing else is test_cli_startup's."""
+    from genmnist import train
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--steps", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    error_lines = [line for line in err.splitlines() if line.startswith("genmnist.train: error:")]
     assert len(error_lines) == 1 and "missing" in error_lines[0]
 
 

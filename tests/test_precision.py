@@ -120,8 +120,8 @@ def test_run_records_its_precision_and_resume_keeps_it(tmp_path):
 
     def run(out, steps, *extra):
         return train.main(["--data-dir", str(tmp_path / "data"), "--out", str(out), "--steps", str(steps),
-                           "--batch-size", "2", "--log-every", "1", "--checkpoint-every", "1",
-                           "--no-export", *extra])
+                           "--batch-size", "2", "--warmup-d-steps", "2", "--log-every", "1",
+                           "--checkpoint-every", "1", "--no-export", *extra])
     assert run(tmp_path / "whole", 2, "--precision", "mixed_bfloat16") == 0
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["precision"] == "mixed_bfloat16"
     assert run(tmp_path / "part", 1, "--precision", "mixed_bfloat16") == 0

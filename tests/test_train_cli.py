@@ -76,8 +76,8 @@ def test_a_run_writes_samples_gif_checkpoints_logs_and_export(finished_run):
 def test_resume_equals_an_uninterrupted_run(finished_run, tmp_path):
     out, data_dir = finished_run
     part = tmp_path / "part"
-    assert run_train(part, data_dir, steps=6) == 0
-    assert run_train(part, data_dir, "--resume", steps=12) == 0
+    assert run_train(part, data_dir, "--no-export", steps=6) == 0
+    assert run_train(part, data_dir, "--resume", "--no-export", steps=12) == 0
     assert_same_weights(weights(part), weights(out))
     for name in ("step_000010.png", "step_000012.png"):
         np.testing.assert_array_equal(cv2.imread(str(part / "samples" / name)),
@@ -89,9 +89,10 @@ def test_resume_equals_an_uninterrupted_run(finished_run, tmp_path):
 def test_other_seed_other_run(finished_run, tmp_path):
     """Same seed, same run is asserted by the resume tests: their first steps are a fresh run of this seed."""
     out, data_dir = finished_run
-    assert run_train(tmp_path / "other", data_dir, "--seed", "1") == 0
-    differ = [not np.array_equal(a, b) for a, b in zip(weights(tmp_path / "other"), weights(out))]
-    assert len(differ) == len(weights(out)) and all(differ)
+    assert run_train(tmp_path / "other", data_dir, "--seed", "1", "--no-export") == 0
+    finished = weights(out)
+    differ = [not np.array_equal(a, b) for a, b in zip(weights(tmp_path / "other"), finished)]
+    assert len(differ) == len(finished) and all(differ)
 
 
 @pytest.mark.xdist_group("train_cli_finished_run")  # one worker runs its fixture
@@ -157,8 +158,8 @@ def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(finished_run, tm
     # compared with the finished run, or, where the kill landed past its length, with a longer uninterrupted one
     steps, uninterrupted = (12, out) if stopped_at < 12 else (stopped_at + 2, tmp_path / "uninterrupted")
     if uninterrupted != out:
-        assert run_train(uninterrupted, data_dir, steps=steps) == 0
-    assert run_train(killed, data_dir, "--resume", steps=steps) == 0
+        assert run_train(uninterrupted, data_dir, "--no-export", steps=steps) == 0
+    assert run_train(killed, data_dir, "--resume", "--no-export", steps=steps) == 0
     assert_same_weights(weights(killed), weights(uninterrupted))
 
 
@@ -335,7 +336,7 @@ def test_init_from_starts_from_the_legacy_checkpoint(idx_dir, tmp_path):
     data_dir = idx_dir
     prefix, values = _legacy_checkpoint(tmp_path / "init")
     out = tmp_path / "run"
-    assert run_train(out, data_dir, "--preset", "legacy", "--init-from", prefix, steps=4) == 0
+    assert run_train(out, data_dir, "--preset", "legacy", "--init-from", prefix, "--no-export", steps=4) == 0
     generator, discriminator = build_models(rundir.read_config(str(out))["preset"])
     manager = rundir.checkpoint_manager(str(out), generator=generator, discriminator=discriminator)
     manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
@@ -372,7 +373,7 @@ def test_restore_generator_picks_a_kept_checkpoint_and_names_the_kept_ones_other
 def test_keep_checkpoints_zero_keeps_every_checkpoint(idx_dir, tmp_path):
     data_dir = idx_dir
     out = tmp_path / "all"
-    assert run_train(out, data_dir, "--checkpoint-every", "2", "--keep-checkpoints", "0") == 0
+    assert run_train(out, data_dir, "--checkpoint-every", "2", "--keep-checkpoints", "0", "--no-export") == 0
     kept = tf.train.get_checkpoint_state(str(out / "checkpoints")).all_model_checkpoint_paths
     assert [os.path.basename(p) for p in kept] == [f"ckpt-{s}" for s in (2, 4, 6, 8, 10, 12)]
     trained.restore_generator(str(out), step=2)  # the oldest one is still there to be scored

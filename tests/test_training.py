@@ -178,17 +178,13 @@ def test_r1_penalty_is_reported_and_taken_on_its_share_of_the_batch(fraction):
 def test_lazy_r1_is_taken_on_every_nth_d_update_weighted_n_times():
     lazy, real, z = _dcgan_trainer(r1_weight=4.0, r1_every=2)
     doubled = _dcgan_trainer(r1_weight=8.0)[0]
-    due, skipped = lazy.discriminator_step(real, z), lazy.discriminator_step(real, z)
-    assert float(due["penalty"]) == pytest.approx(float(doubled.discriminator_step(real, z)["penalty"]), rel=1e-6)
-    assert float(skipped["penalty"]) == 0.0
-    # The due update is the doubled penalty's update; the skipped one is a plain D update.
-    lazy, _, _ = _dcgan_trainer(r1_weight=4.0, r1_every=2)
-    doubled = _dcgan_trainer(r1_weight=8.0)[0]
-    lazy.discriminator_step(real, z), doubled.discriminator_step(real, z)
+    due, full = lazy.discriminator_step(real, z), doubled.discriminator_step(real, z)
+    assert float(due["penalty"]) == pytest.approx(float(full["penalty"]), rel=1e-6)
+    # The due update is the doubled penalty's update (both D start from the same seeded weights).
     for a, b in zip(lazy.discriminator.weights, doubled.discriminator.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
-    assert float(lazy.discriminator_step(real, z)["penalty"]) == 0.0
-    assert float(lazy.discriminator_step(real, z)["penalty"]) > 0
+    assert float(lazy.discriminator_step(real, z)["penalty"]) == 0.0  # skipped: a plain D update
+    assert float(lazy.discriminator_step(real, z)["penalty"]) > 0  # due again
 
 
 def test_two_time_scale_rates_and_linear_decay():
