@@ -147,11 +147,11 @@ def test_a_kept_checkpoint_is_scored_from_a_runs_folder_given_relative(tmp_path,
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     default_run.score_kept(f"..{os.sep}runs{os.sep}seed0", 4, None, 10)
-    monkeypatch.chdir(tmp_path)
+
     def kernel(generator):
         return generator.get_layer("g_1").kernel.numpy()
     [(scored, _)] = restored  # the kept step 4, not the run's latest
-    at_4, at_8 = (trained.restore_generator("runs/seed0", step=step)[0] for step in (4, 8))
+    at_4, at_8 = (trained.restore_generator(str(tmp_path / "runs" / "seed0"), step=step)[0] for step in (4, 8))
     np.testing.assert_array_equal(kernel(scored), kernel(at_4))
     assert not np.array_equal(kernel(at_4), kernel(at_8))
 
