@@ -33,6 +33,7 @@ STEM = "default_run"
 CHECKPOINT_LINE = "checkpoint (periodic) at step "
 EARLY_SECONDS = 5 * 60  # the early checkpoint the quality bar judges: the one written nearest this
 BETA2_BEFORE = 0.999  # Adam's beta2 of every row timed before rows recorded it (the default preset's then)
+LOSS_BEFORE = "nonsaturating"  # the loss of every row timed before rows recorded it (the default preset's then)
 KEPT = "kept-checkpoints"  # beside a timed run: hard links to every checkpoint it announced
 
 
@@ -135,16 +136,17 @@ def markdown(info):
              "(score / FD / precision / recall / classes); `end holds`: the end no worse than the middle on FD, "
              "recall and classes",
              "",
-             "| date | machine | load start / end | seed | R1 gamma | steps | rate decay | Adam beta2 | precision | "
-             "wall min | CPU min | within budget | "
+             "| date | machine | load start / end | seed | loss | R1 gamma | steps | rate decay | Adam beta2 | "
+             "precision | wall min | CPU min | within budget | "
              "checkpoints (min: step) | score | FD | precision | recall | classes | early (min: step) | early | "
              "middle (step) | end holds | grid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in info["rows"]:
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
-                     f"| {row['seed']} | {row['r1_weight']:g}{_lazy(row)} | {row['steps']}{_given(row)} "
+                     f"| {row['seed']} | {row.get('loss', LOSS_BEFORE)} | {row['r1_weight']:g}{_lazy(row)} "
+                     f"| {row['steps']}{_given(row)} "
                      f"| {row['lr_decay_steps'] or 'none'} | {row.get('beta2', BETA2_BEFORE):g} "
                      f"| {row['precision']} | {row['wall_s'] / 60:.1f} "
                      f"| {row['cpu_s'] / 60:.1f} "
@@ -234,8 +236,8 @@ def main(argv=None):
             date = stamp[:len("YYYY-mm-dd")]
             grid = search.write_grid(args.results, f"{stamp}-seed{seed}-{config['precision']}-{steps}", first, STEM)
             info["rows"].append({"date": date, "machine": common.MACHINE, "seed": seed, "grid": grid,
-                                 "r1_weight": preset.r1_weight, "r1_every": preset.r1_every, "steps": steps,
-                                 "steps_given": bool(args.steps),
+                                 "loss": preset.loss, "r1_weight": preset.r1_weight, "r1_every": preset.r1_every,
+                                 "steps": steps, "steps_given": bool(args.steps),
                                  "lr_decay_steps": preset.lr_decay_steps, "beta2": preset.beta2,
                                  "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),

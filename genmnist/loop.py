@@ -60,15 +60,16 @@ def all_finite(variables):
 
 
 def seed_everything(preset, seed):
-    """Seed Keras' initialisers; for a gradient penalty also make TF's reductions repeatable."""
-    if preset.gp_weight:
+    """Seed Keras' initialisers; for a gradient penalty (WGAN-GP, R1) also make TF's reductions repeatable."""
+    if preset.gp_weight or preset.r1_weight:
         # The penalty's double backprop sums gradient contributions in an order that
         # depends on TF's inter-op thread scheduling; one inter-op thread makes the
-        # run repeatable (two same-seed WGAN-GP runs differed without it).
+        # run repeatable (same-seed WGAN-GP runs differed without it, and so did R1 runs
+        # of the default preset, at a cost of about a tenth of the step's speed).
         try:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # TF already running in this process (e.g. called from Python)
-            print("note: TensorFlow is already initialised; this WGAN-GP run may not be bit-repeatable",
+            print("note: TensorFlow is already initialised; this gradient-penalty run may not be bit-repeatable",
                   file=sys.stderr)
     keras.utils.set_random_seed(seed)
 

@@ -67,8 +67,8 @@ def test_the_report_judges_each_row_against_the_budget():
     lines = [line for line in text.splitlines() if line.startswith("| d |")]
     assert len(lines) == 3
     assert "| yes | 5.0: 500 | 8.00 | 7.0 | 0.700 | 0.800 | 10 | | |" in lines[0]
-    assert "| 0 | 10 | 2500 | none | 0.999 | float32 |" in lines[0] and "| no |" in lines[1]
-    assert "| 2 | 10 | 2500 --steps | none |" in lines[2]  # a candidate length, not the preset's
+    assert "| 0 | nonsaturating | 10 | 2500 | none | 0.999 | float32 |" in lines[0] and "| no |" in lines[1]
+    assert "| 2 | nonsaturating | 10 | 2500 --steps | none |" in lines[2]  # a candidate length, not the preset's
 
 
 def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_minutes():
@@ -86,9 +86,10 @@ def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_mi
     header = [line for line in text.splitlines() if line.startswith("| date")][0]
     assert line.count("|") == header.count("|")
     assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 | | |  |")  # no middle scored, no grid
-    assert "| 5 | 2500 | 6000 | 0.999 | mixed_bfloat16 | 8.0 |" in line  # from before lazy R1 and beta2 rows
-    lazy = default_run.markdown({"command": "c", "rows": [{**row, "r1_every": 4, "beta2": 0.99}]})
-    assert "| 5, every 4 | 2500 | 6000 | 0.99 | mixed_bfloat16 | 8.0 |" in lazy
+    # from before rows recorded lazy R1, beta2 and the loss: the default preset's settings then
+    assert "| nonsaturating | 5 | 2500 | 6000 | 0.999 | mixed_bfloat16 | 8.0 |" in line
+    lazy = default_run.markdown({"command": "c", "rows": [{**row, "r1_every": 4, "beta2": 0.99, "loss": "lsgan"}]})
+    assert "| lsgan | 5, every 4 | 2500 | 6000 | 0.99 | mixed_bfloat16 | 8.0 |" in lazy
 
 
 def test_the_middle_is_the_checkpoint_nearest_half_the_run_and_the_end_must_hold_against_it():

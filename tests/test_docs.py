@@ -112,6 +112,11 @@ def test_the_readme_presets_table_states_the_presets_values():
         d_rate = f" (D: {_rate(preset.d_learning_rate)})" if preset.d_learning_rate else ""
         assert adam == f"{_rate(preset.learning_rate)}{d_rate} / {preset.beta1:g} / {preset.beta2:g}", preset.name
         assert run.startswith(f"{preset.run_steps} of {preset.run_batch_size}"), preset.name
+        if preset.run_steps_bfloat16:
+            assert f"{preset.run_steps_bfloat16} in bfloat16" in run, preset.name
+    for preset, loss in zip(columns, rows["loss"]):
+        if preset.name != "legacy":  # the legacy columns describe the legacy losses in words
+            assert loss == f"`{preset.loss}`", preset.name
     for preset, rates in zip(columns, rows["rates over the run (`--lr-decay-steps`)"]):
         decay = preset.lr_decay_steps
         assert rates == (f"falling linearly toward 0 over {decay}" if decay else "constant"), preset.name

@@ -114,7 +114,7 @@ def test_spectral_norm_keeps_the_legacy_names_and_normalises():
 
 
 def test_label_smoothing_lowers_the_real_target():
-    base = get_preset("dcgan", "default")
+    base = get_preset("dcgan", "default").with_loss("nonsaturating")  # a sigmoid loss: smoothing applies
     plain, real, z = _trainer(base)
     smooth, _, _ = _trainer(base.replace(label_smoothing=0.1))
     real_logits = plain.discriminator(real, training=True)  # same weights in both trainers
@@ -122,8 +122,9 @@ def test_label_smoothing_lowers_the_real_target():
     # BCE(l, y) = softplus(l) - y * l, so a target of 0.9 instead of 1 adds 0.1 * mean(l)
     np.testing.assert_allclose(float(m_smooth["d_loss"]) - float(m_plain["d_loss"]),
                                0.1 * float(tf.reduce_mean(real_logits)), rtol=1e-3, atol=1e-6)
-    with pytest.raises(ValueError, match="label smoothing"):
-        _trainer(get_preset("dcgan", "legacy").replace(label_smoothing=0.1))
+    for other in (get_preset("dcgan", "legacy"), get_preset("dcgan", "default")):  # raw logs, least squares
+        with pytest.raises(ValueError, match="label smoothing"):
+            _trainer(other.replace(label_smoothing=0.1))
 
 
 @pytest.mark.parametrize("decay, warmup, expected", [(0.1, 10.0, 0.1), (0.9, 10.0, 2 / 11), (0.9, 4.0, 2 / 5)])

@@ -123,7 +123,7 @@ def test_joint_discriminator_pass_gives_the_separate_passes_result():
     ~lr * sign(g), which turns the rounding of near-zero gradient elements into whole steps."""
     results = []
     for joint in (False, True):
-        trainer, _, real, z = _setup("default", adam_epsilon=1e-3)
+        trainer, _, real, z = _setup("default", loss="nonsaturating", adam_epsilon=1e-3)  # the sigmoid losses take it
         trainer.joint_d_pass = joint
         metrics = trainer.train_step(real, z)
         results.append(([float(metrics[k]) for k in ("d_loss", "g_loss", "d_real", "d_fake")],
@@ -196,3 +196,18 @@ def test_two_time_scale_rates_and_linear_decay():
         trainer.train_step(real, z)
     assert float(trainer.g_optimizer.learning_rate) == pytest.approx(1e-4 * 6 / 10)
     assert float(trainer.d_optimizer.learning_rate) == pytest.approx(4e-4 * 6 / 10)
+
+
+@pytest.mark.parametrize("preset, pinned", [
+    (PRESETS["default"], True),  # R1's double backprop
+    (PRESETS["default"].with_loss("wgan-gp"), True),
+    (PRESETS["default"].replace(r1_weight=0.0), False),
+    (PRESETS["legacy"], False)], ids=["r1", "wgan-gp", "no-penalty", "legacy"])
+def test_a_gradient_penalty_run_pins_one_inter_op_thread(preset, pinned, monkeypatch):
+    """Same-seed runs with a gradient penalty differed (its gradient sums follow the inter-op threads'
+    timing) until seeding pinned one inter-op thread; runs without a penalty keep TF's pool, which is faster."""
+    from genmnist import loop
+    calls = []
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", calls.append)
+    loop.seed_everything(preset, 0)
+    assert calls == ([1] if pinned else [])
