@@ -53,17 +53,18 @@ ALL_OFF = {"fused_adam": [keras.optimizers.Adam] * 2, "fused_batch_norm": {False
 def test_every_path_is_on_by_default_and_none_is_the_straight_port(gpus):
     gpus([])
     assert Preset.__dataclass_fields__["speed_paths"].default == SPEED_PATHS
-    # no image conv: R1 keeps the reference arithmetic
-    assert _paths_taken(_trainer(PRESETS["default"])) == {**ALL_ON, "image_conv": False}
+    # no image conv: R1 keeps the reference arithmetic; no joint D pass: least squares is not a sigmoid loss
+    assert _paths_taken(_trainer(PRESETS["default"])) == {**ALL_ON, "image_conv": False, "joint_d_pass": False}
     assert _paths_taken(_trainer(PRESETS["default"].replace(r1_weight=0.0)))["image_conv"] is True
     assert _paths_taken(_trainer(PRESETS["default"].replace(speed_paths=()))) == ALL_OFF
 
 
 @pytest.mark.parametrize("path", SPEED_PATHS)
 def test_each_path_turns_off_alone(gpus, path):
-    """A preset without one path takes every other (the default preset without R1 takes all five)."""
+    """A preset without one path takes every other (the default preset with the sigmoid loss, which leaves R1
+    behind, takes all five)."""
     gpus([])
-    taken = _paths_taken(_trainer(speed.without(PRESETS["default"].replace(r1_weight=0.0), path)))
+    taken = _paths_taken(_trainer(speed.without(PRESETS["default"].with_loss("nonsaturating"), path)))
     assert taken == {**ALL_ON, path: ALL_OFF[path]}
 
 
@@ -71,12 +72,13 @@ def test_each_path_applies_where_its_entry_says(gpus):
     gpus([])
     legacy, wgan_gp = PRESETS["legacy"], PRESETS["default"].with_loss("wgan-gp")
     assert speedpaths.joint_d_pass(legacy) and not speedpaths.joint_d_pass(wgan_gp)  # sigmoid losses only
+    assert not speedpaths.joint_d_pass(PRESETS["default"])  # least squares
     assert not speedpaths.image_conv(legacy) and not speedpaths.image_conv(wgan_gp)  # reference arithmetic
     assert speedpaths.double_backprop(wgan_gp)
     assert not speedpaths.double_backprop(Preset.from_dict({**PRESETS["default"].to_dict(), "model": "wgan"}))
     gpus(["GPU:0"])
     assert not speedpaths.image_conv(PRESETS["default"])  # a GPU keeps cuDNN's kernel
-    assert speedpaths.fused_adam(PRESETS["default"]) and speedpaths.joint_d_pass(PRESETS["default"])
+    assert speedpaths.fused_adam(PRESETS["default"]) and speedpaths.joint_d_pass(legacy)
 
 
 def test_an_older_config_without_the_field_takes_the_speed_paths():
