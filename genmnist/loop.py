@@ -61,7 +61,7 @@ def all_finite(variables):
 
 def seed_everything(preset, seed):
     """Seed Keras' initialisers; for a gradient penalty (WGAN-GP, R1) also make TF's reductions repeatable."""
-    if preset.gp_weight or preset.r1_weight:
+    if preset.has_gradient_penalty:
         # The penalty's double backprop sums gradient contributions in an order that
         # depends on TF's inter-op thread scheduling; one inter-op thread makes the
         # run repeatable (same-seed WGAN-GP runs differed without it, and so did R1 runs

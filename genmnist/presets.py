@@ -111,11 +111,17 @@ class Preset:
         object.__setattr__(self, "speed_paths", tuple(n for n in SPEED_PATHS if n in self.speed_paths))
 
     @property
+    def has_gradient_penalty(self):
+        """Whether D's loss holds a gradient penalty (WGAN-GP, R1): its training step differentiates D's
+        gradient to the images again."""
+        return bool(self.gp_weight or self.r1_weight)
+
+    @property
     def keeps_reference_arithmetic(self):
         """Whether runs keep TF's own kernels (no reordered sums): the legacy preset for its parity with the
-        legacy graph, and gradient-penalty runs (WGAN-GP, R1), whose double backprop differentiates the
-        image gradient again (the reordered one, measured there, was no faster)."""
-        return self.name == "legacy" or bool(self.gp_weight or self.r1_weight)
+        legacy graph, and gradient-penalty runs, whose double backprop differentiates the image gradient
+        again (the reordered one, measured there, was no faster)."""
+        return self.name == "legacy" or self.has_gradient_penalty
 
     def default_steps(self, precision):
         """--steps when not given, for a run that trains in ``precision``: a bfloat16 step is faster where
