@@ -33,6 +33,19 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_configure(config):
+    """In each process that runs tests: one inter-op thread, before TensorFlow starts.
+
+    ``genmnist.train`` pins it for gradient-penalty runs (the default preset's R1), which an in-process
+    call cannot do once TensorFlow runs: without it, in-process resume tests of the default preset
+    differed bit for bit from their uninterrupted runs with a training job beside the suite.  The
+    xdist controller runs no test and never loads TensorFlow."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    import tensorflow as tf
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 def pytest_collection_modifyitems(items):
     rank = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("[")[0], len(rank)))  # stable: the rest keep their order
