@@ -163,7 +163,8 @@ def _given(row):
 
 def _lazy(row):
     every = row.get("r1_every", 1)  # rows timed before lazy R1 have none: R1 on every D step
-    return f", every {every}" if every > 1 else ""
+    share = row.get("penalty_fraction", 1)  # rows timed before R1 on a share of the batch: on all of it
+    return (f", every {every}" if every > 1 else "") + (f", on {share:g} of the batch" if share < 1 else "")
 
 
 def _early(row):
@@ -237,6 +238,7 @@ def main(argv=None):
             grid = search.write_grid(args.results, f"{stamp}-seed{seed}-{config['precision']}-{steps}", first, STEM)
             info["rows"].append({"date": date, "machine": common.MACHINE, "seed": seed, "grid": grid,
                                  "loss": preset.loss, "r1_weight": preset.r1_weight, "r1_every": preset.r1_every,
+                                 "penalty_fraction": preset.penalty_fraction,
                                  "steps": steps, "steps_given": bool(args.steps),
                                  "lr_decay_steps": preset.lr_decay_steps, "beta2": preset.beta2,
                                  "precision": config["precision"],

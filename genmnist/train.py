@@ -66,10 +66,11 @@ def parse_args(argv=None):
                         "else off)")
     p.add_argument("--r1", type=argtypes.non_negative_float, default=None, metavar="GAMMA",
                    help="R1 penalty on real images: D's loss += GAMMA / 2 mean ||grad_x D(x)||^2 (0: off; default: "
-                        f"the preset's with its own loss, off with another --loss; {_by_preset('r1_weight')})")
+                        "the preset's; off once --loss is given, even the preset's own: add --r1 to keep it; "
+                        f"{_by_preset('r1_weight')})")
     p.add_argument("--penalty-fraction", type=argtypes.positive_fraction, default=None,
-                   help="compute the gradient penalty and R1 on this share of each batch (default: the preset's; "
-                        f"{_by_preset('penalty_fraction')})")
+                   help="compute the gradient penalty and R1 on this share of each batch (default: the preset's, "
+                        f"1 once --loss is given; {_by_preset('penalty_fraction')})")
     p.add_argument("--r1-every", type=argtypes.positive_int, default=None, metavar="N",
                    help="lazy R1: compute it on every Nth D step only, weighted N times, so D sees the same "
                         "penalty on average at about 1/N of its cost; the logged penalty is then N times R1 on "

@@ -86,10 +86,12 @@ def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_mi
     header = [line for line in text.splitlines() if line.startswith("| date")][0]
     assert line.count("|") == header.count("|")
     assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 | | |  |")  # no middle scored, no grid
-    # from before rows recorded lazy R1, beta2 and the loss: the default preset's settings then
+    # from before rows recorded lazy R1, R1's share of the batch, beta2 and the loss: the default's then
     assert "| nonsaturating | 5 | 2500 | 6000 | 0.999 | mixed_bfloat16 | 8.0 |" in line
     lazy = default_run.markdown({"command": "c", "rows": [{**row, "r1_every": 4, "beta2": 0.99, "loss": "lsgan"}]})
     assert "| lsgan | 5, every 4 | 2500 | 6000 | 0.99 | mixed_bfloat16 | 8.0 |" in lazy
+    half = default_run.markdown({"command": "c", "rows": [{**row, "penalty_fraction": 0.5, "loss": "lsgan"}]})
+    assert "| lsgan | 5, on 0.5 of the batch | 2500 |" in half
 
 
 def test_the_middle_is_the_checkpoint_nearest_half_the_run_and_the_end_must_hold_against_it():

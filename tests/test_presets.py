@@ -85,12 +85,12 @@ def test_a_loss_brings_its_schedule_and_drops_the_previous_one():
 
 
 def test_the_default_preset_is_the_searched_recipe():
-    """The fields docs/search.md chose (the least-squares loss with the R1 penalty, D at twice G's rate, beta1 0
-    at rates 4e-4 / 8e-4, beta2 0.99, the weight average, rates decayed over 10000 iterations, batch 64, a run
-    that fits the budget); the legacy presets keep the legacy run and constant rates."""
+    """The fields docs/search.md chose (the least-squares loss with the R1 penalty on half of each batch, D at
+    twice G's rate, beta1 0 at rates 4e-4 / 8e-4, beta2 0.99, the weight average, rates decayed over 10000
+    iterations, batch 64, a run that fits the budget); the legacy presets keep the legacy run and constant rates."""
     default = PRESETS["default"]
-    assert (default.loss, default.r1_weight, default.learning_rate, default.d_learning_rate, default.beta1,
-            default.beta2) == ("lsgan", 5.0, 4e-4, 8e-4, 0.0, 0.99)
+    assert (default.loss, default.r1_weight, default.penalty_fraction, default.learning_rate,
+            default.d_learning_rate, default.beta1, default.beta2) == ("lsgan", 5.0, 0.5, 4e-4, 8e-4, 0.0, 0.99)
     assert (default.ema_decay, default.sampling_stats, default.bn_momentum, default.gp_weight) == \
         (0.999, "recomputed", 0.99, 0.0)
     assert (default.lr_decay_steps, default.run_steps, default.run_steps_bfloat16, default.run_batch_size) == \
@@ -101,7 +101,8 @@ def test_the_default_preset_is_the_searched_recipe():
 
 
 def test_another_loss_leaves_the_default_preset_s_r1_behind():
-    assert PRESETS["default"].with_loss("wgan-gp").r1_weight == 0.0
+    wgan_gp = PRESETS["default"].with_loss("wgan-gp")
+    assert (wgan_gp.r1_weight, wgan_gp.gp_weight, wgan_gp.penalty_fraction) == (0.0, 10.0, 1.0)  # GP on the batch
     assert PRESETS["default"].with_loss("nonsaturating").r1_weight == 0.0  # a loss brings only its own schedule
     args = train.parse_args(["--loss", "hinge", "--r1", "3", "--out", "unused"])
     assert train._run_config(args)["preset"].r1_weight == 3.0  # --r1 after --loss
