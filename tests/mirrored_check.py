@@ -1,7 +1,7 @@
 """Run by test_train_cli: one device vs MirroredStrategy over 2 logical CPUs, same global batch.
 
 Must be its own process: logical devices can only be configured before TF starts.
-Prints one JSON line per case (the DCGAN default preset; WGAN weight clipping; WGAN-GP in
+Prints one JSON line per case (the DCGAN default preset with R1 on the whole batch; WGAN weight clipping; WGAN-GP in
 both penalty forms) with the largest differences in the reported losses and in the first
 update of every variable. The critic cases take 2 critic steps, not their presets' 5: a step
 is unrolled into the traced function, and 2 already carry clipping, the penalty's per-replica
@@ -26,7 +26,9 @@ from genmnist.training import GANTrainer  # noqa: E402
 
 CRITIC_STEPS = 2
 CASES = {
-    "dcgan default": get_preset("dcgan", "default"),
+    # R1 on the whole batch: with a share of it, each replica takes the first share of its own slice, another
+    # subset of the same size than one device's first share (docs/distributed.md).
+    "dcgan default": get_preset("dcgan", "default").replace(penalty_fraction=1.0),
     "dcgan wgan clip": get_preset("dcgan", "default").with_loss("wgan").replace(n_critic=CRITIC_STEPS),
     "wgan-gp": get_preset("wgan", "default").replace(n_critic=CRITIC_STEPS),
     "legacy wgan-gp": get_preset("wgan", "legacy").replace(n_critic=CRITIC_STEPS),
