@@ -74,7 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--r1-every", type=argtypes.positive_int, default=None, metavar="N",
                    help="lazy R1: compute it on every Nth D step only, weighted N times, so D sees the same "
                         "penalty on average at about 1/N of its cost; the logged penalty is then N times R1 on "
-                        f"those steps and 0 between them (default: the preset's; {_by_preset('r1_every')})")
+                        "those steps and 0 between them (default: the preset's, 1 once --loss is given; "
+                        f"{_by_preset('r1_every')})")
     p.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation on every discriminator layer")
     p.add_argument("--pixel-range", choices=("-1,1", "0,1"), default=None, metavar="LOW,HIGH",

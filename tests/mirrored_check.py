@@ -26,8 +26,8 @@ from genmnist.training import GANTrainer  # noqa: E402
 
 CRITIC_STEPS = 2
 CASES = {
-    # R1 on the whole batch: with a share of it, each replica takes the first share of its own slice, another
-    # subset of the same size than one device's first share (docs/distributed.md).
+    # R1 on the whole batch: with a share of it, each replica takes the first share of its own slice, a subset
+    # of the same size as one device's first share but not the same one (docs/distributed.md).
     "dcgan default": get_preset("dcgan", "default").replace(penalty_fraction=1.0),
     "dcgan wgan clip": get_preset("dcgan", "default").with_loss("wgan").replace(n_critic=CRITIC_STEPS),
     "wgan-gp": get_preset("wgan", "default").replace(n_critic=CRITIC_STEPS),
