@@ -145,7 +145,7 @@ def markdown(info):
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
-                     f"| {row['seed']} | {row.get('loss', LOSS_BEFORE)} | {row['r1_weight']:g}{_lazy(row)} "
+                     f"| {row['seed']} | {row.get('loss', LOSS_BEFORE)} | {row['r1_weight']:g}{_r1_schedule(row)} "
                      f"| {row['steps']}{_given(row)} "
                      f"| {row['lr_decay_steps'] or 'none'} | {row.get('beta2', BETA2_BEFORE):g} "
                      f"| {row['precision']} | {row['wall_s'] / 60:.1f} "
@@ -161,7 +161,7 @@ def _given(row):
     return " --steps" if row.get("steps_given") else ""  # rows timed before --steps ran the preset's length
 
 
-def _lazy(row):
+def _r1_schedule(row):
     every = row.get("r1_every", 1)  # rows timed before lazy R1 have none: R1 on every D step
     share = row.get("penalty_fraction", 1)  # rows timed before R1 on a share of the batch: on all of it
     return (f", every {every}" if every > 1 else "") + (f", on {share:g} of the batch" if share < 1 else "")

@@ -65,7 +65,7 @@ def seed_everything(preset, seed):
         # The penalty's double backprop sums gradient contributions in an order that
         # depends on TF's inter-op thread scheduling; one inter-op thread makes the
         # run repeatable (same-seed WGAN-GP runs differed without it, and so did R1 runs
-        # of the default preset, at a cost of about a tenth of the step's speed).
+        # of the default preset; its cost in speed: docs/search.md, "Same seed, same run").
         try:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # TF already running in this process (e.g. called from Python)
