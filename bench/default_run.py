@@ -34,6 +34,7 @@ CHECKPOINT_LINE = "checkpoint (periodic) at step "
 EARLY_SECONDS = 5 * 60  # the early checkpoint the quality bar judges: the one written nearest this
 BETA2_BEFORE = 0.999  # Adam's beta2 of every row timed before rows recorded it (the default preset's then)
 LOSS_BEFORE = "nonsaturating"  # the loss of every row timed before rows recorded it (the default preset's then)
+RATES_BEFORE = (4e-4, 8e-4)  # G's and D's Adam rates of every row timed before rows recorded them (the default's then)
 KEPT = "kept-checkpoints"  # beside a timed run: hard links to every checkpoint it announced
 
 
@@ -136,17 +137,18 @@ def markdown(info):
              "(score / FD / precision / recall / classes); `end holds`: the end no worse than the middle on FD, "
              "recall and classes",
              "",
-             "| date | machine | load start / end | seed | loss | R1 gamma | steps | rate decay | Adam beta2 | "
+             "| date | machine | load start / end | seed | loss | R1 gamma | steps | Adam rates G / D | rate decay | "
+             "Adam beta2 | "
              "precision | wall min | CPU min | within budget | "
              "checkpoints (min: step) | score | FD | precision | recall | classes | early (min: step) | early | "
              "middle (step) | end holds | grid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in info["rows"]:
         m = row["samples"]
         checkpoints = ", ".join(f"{s / 60:.1f}: {step}" for s, step in row["checkpoints"])
         lines.append(f"| {row['date']} | {row['machine']} | {row['load_start']:.1f} / {row['load_end']:.1f} "
                      f"| {row['seed']} | {row.get('loss', LOSS_BEFORE)} | {row['r1_weight']:g}{_r1_schedule(row)} "
-                     f"| {row['steps']}{_given(row)} "
+                     f"| {row['steps']}{_given(row)} | {_rates(row)} "
                      f"| {row['lr_decay_steps'] or 'none'} | {row.get('beta2', BETA2_BEFORE):g} "
                      f"| {row['precision']} | {row['wall_s'] / 60:.1f} "
                      f"| {row['cpu_s'] / 60:.1f} "
@@ -159,6 +161,17 @@ def markdown(info):
 
 def _given(row):
     return " --steps" if row.get("steps_given") else ""  # rows timed before --steps ran the preset's length
+
+
+def _rates(row):
+    g, d = row.get("learning_rate", RATES_BEFORE[0]), row.get("d_learning_rate", RATES_BEFORE[1])
+    return f"{_rate(g)} / {_rate(d)}"
+
+
+def _rate(value):
+    """1.2e-3, not 0.0012 (how the search's recipes and the docs write rates)."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def _r1_schedule(row):
@@ -240,6 +253,7 @@ def main(argv=None):
                                  "loss": preset.loss, "r1_weight": preset.r1_weight, "r1_every": preset.r1_every,
                                  "penalty_fraction": preset.penalty_fraction,
                                  "steps": steps, "steps_given": bool(args.steps),
+                                 "learning_rate": preset.learning_rate, "d_learning_rate": preset.d_rate,
                                  "lr_decay_steps": preset.lr_decay_steps, "beta2": preset.beta2,
                                  "precision": config["precision"],
                                  "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),

@@ -67,8 +67,9 @@ def test_the_report_judges_each_row_against_the_budget():
     lines = [line for line in text.splitlines() if line.startswith("| d |")]
     assert len(lines) == 3
     assert "| yes | 5.0: 500 | 8.00 | 7.0 | 0.700 | 0.800 | 10 | | |" in lines[0]
-    assert "| 0 | nonsaturating | 10 | 2500 | none | 0.999 | float32 |" in lines[0] and "| no |" in lines[1]
-    assert "| 2 | nonsaturating | 10 | 2500 --steps | none |" in lines[2]  # a candidate length, not the preset's
+    assert "| 0 | nonsaturating | 10 | 2500 | 4e-4 / 8e-4 | none | 0.999 | float32 |" in lines[0]
+    assert "| no |" in lines[1]
+    assert "| 2 | nonsaturating | 10 | 2500 --steps | 4e-4 / 8e-4 | none |" in lines[2]  # a candidate length
 
 
 def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_minutes():
@@ -86,10 +87,11 @@ def test_the_report_shows_the_early_checkpoint_and_it_is_the_one_nearest_five_mi
     header = [line for line in text.splitlines() if line.startswith("| date")][0]
     assert line.count("|") == header.count("|")
     assert line.endswith("| 5.1: 1500 | 8.00 / 12.3 / 0.700 / 0.800 / 10 | | |  |")  # no middle scored, no grid
-    # from before rows recorded lazy R1, R1's share of the batch, beta2 and the loss: the default's then
-    assert "| nonsaturating | 5 | 2500 | 6000 | 0.999 | mixed_bfloat16 | 8.0 |" in line
-    lazy = default_run.markdown({"command": "c", "rows": [{**row, "r1_every": 4, "beta2": 0.99, "loss": "lsgan"}]})
-    assert "| lsgan | 5, every 4 | 2500 | 6000 | 0.99 | mixed_bfloat16 | 8.0 |" in lazy
+    # from before rows recorded lazy R1, R1's share of the batch, the rates, beta2 and the loss: the default's then
+    assert "| nonsaturating | 5 | 2500 | 4e-4 / 8e-4 | 6000 | 0.999 | mixed_bfloat16 | 8.0 |" in line
+    lazy = default_run.markdown({"command": "c", "rows": [{**row, "r1_every": 4, "beta2": 0.99, "loss": "lsgan",
+                                                           "learning_rate": 5e-4, "d_learning_rate": 1e-3}]})
+    assert "| lsgan | 5, every 4 | 2500 | 5e-4 / 1e-3 | 6000 | 0.99 | mixed_bfloat16 | 8.0 |" in lazy
     half = default_run.markdown({"command": "c", "rows": [{**row, "penalty_fraction": 0.5, "loss": "lsgan"}]})
     assert "| lsgan | 5, on 0.5 of the batch | 2500 |" in half
 
