@@ -110,7 +110,7 @@ def build_run(config, run_dir, strategy, keep_checkpoints=KEEP_CHECKPOINTS, resu
         assign_legacy(values, legacy_variables(generator, discriminator), prefix)
         trainer.sync_sampler()
     chief = is_chief(strategy)
-    step = tf.Variable(0, dtype=tf.int64, name="step")
+    step = trainer.step
     manager = checkpoint_manager(trainer, step, run_dir, keep_checkpoints, chief)
     if resume:  # every worker restores the chief's checkpoint
         latest = rundir.newest_readable(rundir.run_checkpoints(run_dir))
@@ -386,8 +386,7 @@ def train_loop(run, stream, schedule, hooks, progress=None):
         _sample_and_evaluate(run, schedule, hooks, 0, evaluate=False)  # G as initialised (and D warmed up)
     try:
         for iteration in range(run.start, schedule.total):
-            metrics = run.trainer.train_step(*next(stream))
-            run.step.assign_add(1)
+            metrics = run.trainer.train_step(*next(stream))  # counts itself in run.step
             done = iteration + 1
             if schedule.log_due(done):
                 log(metrics, done)

@@ -110,6 +110,9 @@ class GANTrainer:
         # Draws the gradient-penalty interpolation weights for the whole global batch, outside the
         # replicas (one stream, so a split batch gets the weights one device would); checkpointed.
         self.rng = tf.random.Generator.from_seed(seed)
+        # Iterations done, counted inside train_step with the updates they count: an interrupt lands between
+        # steps, never between a step's updates and its count (a checkpoint saved then resumes exactly).
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.loss_options = {}
         if preset.label_smoothing:
             if preset.loss not in ("minimax", "nonsaturating"):
@@ -160,6 +163,7 @@ class GANTrainer:
         metrics = self._on_replicas(self._train_step, real, z, u)
         if self.ema:
             self.ema.update(self.g_optimizer.iterations)  # in cross-replica context: one update of the mirror
+        self.step.assign_add(1)
         return metrics
 
     def adam(self, variables, learning_rate, updates_per_g_step=1):

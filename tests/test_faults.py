@@ -329,6 +329,40 @@ def test_resume_past_a_damaged_newest_checkpoint_finishes_like_the_intact_run(ti
 
 
 @pytest.mark.slow
+def test_an_interrupt_as_a_step_returns_saves_that_step_counted(idx_dir, tmp_path, capsys, monkeypatch):
+    """A signal reaches Python when a step's call returns, before the loop's next line: the checkpoint it
+    saves must count that step with its updates, or the resumed run trains that step's batch again."""
+    from genmnist import training
+    real_init = training.GANTrainer.__init__
+
+    def init_then_interrupt_as_the_fifth_step_returns(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        step, calls = self.train_step, []
+
+        def step_then_interrupt(*inputs):
+            metrics = step(*inputs)
+            calls.append(None)
+            if len(calls) == 5:  # between checkpoints 4 and 8
+                raise KeyboardInterrupt
+            return metrics
+        self.train_step = step_then_interrupt
+
+    def counts(run):  # iterations the checkpoint says were done, and G's updates it holds
+        tensors = final_tensors(run)
+        return int(tensors["step/.ATTRIBUTES/VARIABLE_VALUE"]), \
+            int(tensors["g_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"])
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(training.GANTrainer, "__init__", init_then_interrupt_as_the_fifth_step_returns)
+        assert run_train(run, idx_dir) == 130
+    assert "checkpoint (interrupted) at step 5" in capsys.readouterr().err
+    assert counts(run) == (5, 5)
+    assert run_train(run, idx_dir, "--resume") == 0
+    assert "steps 5..8" in capsys.readouterr().err
+    assert counts(run) == (8, 8)  # no batch trained twice
+
+
+@pytest.mark.slow
 def test_a_full_disk_at_a_checkpoint_exits_2_and_keeps_the_previous_one(idx_dir, tmp_path, capsys, monkeypatch):
     data_dir = idx_dir
     real_save = tf.train.CheckpointManager.save
