@@ -27,7 +27,7 @@ import time
 
 from bench import common, search
 from genmnist import argtypes, evaluate, rundir
-from genmnist.presets import RUN_BUDGET_MINUTES
+from genmnist.presets import RUN_BUDGET_MINUTES, rate_text
 
 STEM = "default_run"
 CHECKPOINT_LINE = "checkpoint (periodic) at step "
@@ -165,13 +165,7 @@ def _given(row):
 
 def _rates(row):
     g, d = row.get("learning_rate", RATES_BEFORE[0]), row.get("d_learning_rate", RATES_BEFORE[1])
-    return f"{_rate(g)} / {_rate(d)}"
-
-
-def _rate(value):
-    """1.2e-3, not 0.0012 (how the search's recipes and the docs write rates)."""
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{rate_text(g)} / {rate_text(d)}"
 
 
 def _r1_schedule(row):

@@ -34,6 +34,12 @@ SPEED_PATHS = ("fused_adam", "fused_batch_norm", "joint_d_pass", "image_conv", "
 RUN_BUDGET_MINUTES = 15
 
 
+def rate_text(value):
+    """A learning rate as the README, docs and reports write it: 1.2e-3, not 0.0012."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def _real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

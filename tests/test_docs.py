@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from genmnist.presets import MODELS, Preset
+from genmnist.presets import MODELS, Preset, rate_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
@@ -97,11 +97,6 @@ def test_links_to_files_of_the_repository_resolve(doc):
     assert [link for link in local if not os.path.exists(os.path.join(os.path.dirname(doc), link))] == []
 
 
-def _rate(value):
-    mantissa, exponent = f"{value:.0e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
 def test_the_readme_presets_table_states_the_presets_values():
     """The README's table restates a few preset fields for the reader; they must be the presets' own."""
     with open(DOCS[0]) as f:
@@ -109,8 +104,8 @@ def test_the_readme_presets_table_states_the_presets_values():
             [c.strip() for c in line.strip().strip("|").split("|")] for line in f if line.startswith("| "))}
     columns = [MODELS[model][name] for model in ("dcgan", "wgan") for name in ("legacy", "default")]
     for preset, adam, run in zip(columns, rows["Adam lr / beta1 / beta2"], rows["run (`--steps`, `--batch-size`)"]):
-        d_rate = f" (D: {_rate(preset.d_learning_rate)})" if preset.d_learning_rate else ""
-        assert adam == f"{_rate(preset.learning_rate)}{d_rate} / {preset.beta1:g} / {preset.beta2:g}", preset.name
+        d_rate = f" (D: {rate_text(preset.d_learning_rate)})" if preset.d_learning_rate else ""
+        assert adam == f"{rate_text(preset.learning_rate)}{d_rate} / {preset.beta1:g} / {preset.beta2:g}", preset.name
         assert run.startswith(f"{preset.run_steps} of {preset.run_batch_size}"), preset.name
         if preset.run_steps_bfloat16:
             assert f"{preset.run_steps_bfloat16} in bfloat16" in run, preset.name
