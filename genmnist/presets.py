@@ -148,10 +148,20 @@ class Preset:
         unset = {key: Preset.__dataclass_fields__[key].default
                  for key in ("n_critic", "clip", "gp_weight", "r1_weight", "penalty_fraction", "r1_every")}
         schedule = {**unset, **LOSS_SCHEDULES[name]}
-        return dataclasses.replace(self, loss=name, **schedule)
+        return self.replace(loss=name, **schedule)
 
     def replace(self, **changes):
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """The preset with these fields changed (None: unchanged). A new ``n_critic`` rescales the default
+        run length to the same number of D updates, so a budget-sized run stays inside its budget:
+        the default's 7000 iterations become 1400 generator steps of 5 critic steps each."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        n_critic = changes.get("n_critic", self.n_critic)
+        if _KINDS[int](n_critic) and n_critic >= 1 and n_critic != self.n_critic:
+            def same_d_updates(steps):
+                return max(1, round(steps * self.n_critic / n_critic)) if steps else steps
+            changes.setdefault("run_steps", same_d_updates(self.run_steps))
+            changes.setdefault("run_steps_bfloat16", same_d_updates(self.run_steps_bfloat16))
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -55,7 +55,8 @@ def parse_args(argv=None):
                         f"{wgan['n_critic']} critic steps per G step, wgan brings --clip {wgan['clip']:g}, wgan-gp a "
                         f"penalty of {wgan_gp['gp_weight']:g}; the critic losses use D's raw score, never a sigmoid")
     p.add_argument("--n-critic", type=argtypes.positive_int, default=None,
-                   help="D steps per G step (default: the loss's)")
+                   help="D steps per G step (default: the loss's); more of them shorten the default run length "
+                        "in proportion, to the same number of D updates")
     p.add_argument("--warmup-d-steps", type=argtypes.non_negative_int, default=None, metavar="N",
                    help="D-only steps before the first iteration, as the legacy script took (default: the "
                         f"preset's; {_by_preset('warmup_d_steps')})")
@@ -93,13 +94,17 @@ def parse_args(argv=None):
                    help="the average's warm-up: G step t averages with min(DECAY, (1 + t) / (K + t)), so until "
                         "DECAY acts the average spans about t / (K - 1) steps; a smaller K, a longer average "
                         f"(default: the preset's; {_by_preset('ema_warmup')})")
+    penalty_run = get_preset("dcgan", "default").with_loss("wgan-gp")
     p.add_argument("--steps", type=argtypes.positive_int, default=None,
-                   help="training iterations (one D and one G update each), after the D-only warm-up (default: "
-                        f"the preset's; {_by_preset('run_steps')}: the legacy script's length, and for the "
-                        f"default preset what fits {RUN_BUDGET_MINUTES} minutes on an idle 2-core CPU, start-up and "
-                        "export included, timed in bench/results/default_run.md; where the run trains in "
-                        f"mixed_bfloat16, faster per step: {_by_preset('run_steps_bfloat16', unset='the same')}). "
-                        "With --resume: the run's own unless given")
+                   help="training iterations (one G update and --n-critic D updates each), after the D-only "
+                        f"warm-up (default: the preset's; {_by_preset('run_steps')}: the legacy script's length, "
+                        f"and for the default preset what fits {RUN_BUDGET_MINUTES} minutes on an idle 2-core CPU, "
+                        "start-up and export included, timed in bench/results/default_run.md; where the run trains "
+                        "in mixed_bfloat16, faster per step: "
+                        f"{_by_preset('run_steps_bfloat16', unset='the same')}; a loss or --n-critic that changes "
+                        "the preset's critic steps per G step rescales it to the same number of D updates, e.g. "
+                        f"--loss wgan-gp's {penalty_run.n_critic} on the default: {penalty_run.run_steps_bfloat16} "
+                        "in bfloat16). With --resume: the run's own unless given")
     p.add_argument("--batch-size", type=argtypes.positive_int, default=None,
                    help=f"images per batch (default: the preset's; {_by_preset('run_batch_size')})")
     p.add_argument("--learning-rate", type=argtypes.positive_float, default=None,

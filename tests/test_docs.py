@@ -109,6 +109,9 @@ def test_the_readme_presets_table_states_the_presets_values():
         assert run.startswith(f"{preset.run_steps} of {preset.run_batch_size}"), preset.name
         if preset.run_steps_bfloat16:
             assert f"{preset.run_steps_bfloat16} in bfloat16" in run, preset.name
+    penalty_run = MODELS["dcgan"]["default"].with_loss("wgan-gp")  # the rescaled length the README gives
+    with open(DOCS[0]) as f:
+        assert f"{penalty_run.n_critic} critic steps:\n{penalty_run.run_steps_bfloat16} iterations" in f.read()
     for preset, loss in zip(columns, rows["loss"]):
         if preset.name != "legacy":  # the legacy columns describe the legacy losses in words
             assert loss == f"`{preset.loss}`", preset.name

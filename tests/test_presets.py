@@ -143,3 +143,25 @@ def test_the_default_run_is_longer_where_it_trains_in_bfloat16(monkeypatch, tmp_
     given = train._run_config(train.parse_args(["--out", str(tmp_path / "c"), "--steps", "123"]))
     assert (forced["steps"], given["steps"]) == (default.run_steps, 123)
     assert PRESETS["legacy"].default_steps("mixed_bfloat16") == PRESETS["legacy"].run_steps  # 0: as float32
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_a_changed_critic_schedule_keeps_the_default_runs_d_updates(model):
+    """A loss or --n-critic with more critic steps per G step shortens the default run in proportion (the
+    budget-sized default would otherwise run 5 times its D updates under --loss wgan-gp), and back."""
+    for preset in MODELS[model].values():
+        for changed in (preset.with_loss("wgan-gp"), preset.with_loss("lsgan"), preset.replace(n_critic=2)):
+            for precision_name in ("float32", "mixed_bfloat16"):
+                before, after = preset.default_steps(precision_name), changed.default_steps(precision_name)
+                assert after == round(before * preset.n_critic / changed.n_critic), (preset.name, changed.n_critic)
+        assert preset.replace(n_critic=2).replace(n_critic=preset.n_critic) == preset
+        assert preset.replace(n_critic=preset.n_critic, learning_rate=1e-3).run_steps == preset.run_steps
+
+
+def test_wgan_gp_on_the_default_preset_runs_a_fifth_of_its_iterations(monkeypatch, tmp_path):
+    monkeypatch.setattr(precision, "bfloat16_is_native", lambda: True)
+    config = train._run_config(train.parse_args(["--out", str(tmp_path / "a"), "--loss", "wgan-gp"]))
+    assert config["precision"] == "mixed_bfloat16" and config["preset"].n_critic == 5
+    assert config["steps"] * 5 == PRESETS["default"].run_steps_bfloat16
+    given = train._run_config(train.parse_args(["--out", str(tmp_path / "b"), "--loss", "wgan-gp", "--steps", "9"]))
+    assert given["steps"] == 9
