@@ -152,8 +152,8 @@ class Preset:
 
     def replace(self, **changes):
         """The preset with these fields changed (None: unchanged). A new ``n_critic`` rescales the default
-        run length to the same number of D updates, so a budget-sized run stays inside its budget:
-        the default's 7000 iterations become 1400 generator steps of 5 critic steps each."""
+        run length to the same number of D updates, so a budget-sized run stays inside its budget: under
+        wgan-gp's 5 critic steps the default runs a fifth of its iterations."""
         changes = {k: v for k, v in changes.items() if v is not None}
         n_critic = changes.get("n_critic", self.n_critic)
         if _KINDS[int](n_critic) and n_critic >= 1 and n_critic != self.n_critic:
