@@ -155,13 +155,14 @@ class Preset:
         run length to the same number of D updates, so a budget-sized run stays inside its budget: under
         wgan-gp's 5 critic steps the default runs a fifth of its iterations."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        n_critic = changes.get("n_critic", self.n_critic)
-        if _KINDS[int](n_critic) and n_critic >= 1 and n_critic != self.n_critic:
-            def same_d_updates(steps):
-                return max(1, round(steps * self.n_critic / n_critic)) if steps else steps
-            changes.setdefault("run_steps", same_d_updates(self.run_steps))
-            changes.setdefault("run_steps_bfloat16", same_d_updates(self.run_steps_bfloat16))
-        return dataclasses.replace(self, **changes)
+        preset = dataclasses.replace(self, **changes)  # rejects a bad field, n_critic included
+        if preset.n_critic == self.n_critic:
+            return preset
+
+        def same_d_updates(steps):
+            return max(1, round(steps * self.n_critic / preset.n_critic)) if steps else steps
+        return dataclasses.replace(preset, **{key: same_d_updates(getattr(self, key))
+                                              for key in ("run_steps", "run_steps_bfloat16") if key not in changes})
 
     def to_dict(self):
         return dataclasses.asdict(self)
