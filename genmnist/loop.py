@@ -60,7 +60,13 @@ def all_finite(variables):
 
 
 def seed_everything(preset, seed):
-    """Seed Keras' initialisers; for a gradient penalty (WGAN-GP, R1) also make TF's reductions repeatable."""
+    """Seed Keras' initialisers and keep each trace of a step computing the same sums; for a gradient penalty
+    (WGAN-GP, R1) also make TF's reductions repeatable."""
+    # Grappler's dependency optimizer rewrote the same traced step differently now and then (about 1 trace
+    # in 25 under load gave other rounding, one of a few fixed alternatives), so two runs of one seed, or a
+    # run and its resume, could part; with it off 120 traces gave one result, at no measured cost in speed
+    # (docs/search.md, "Same seed, same run").  It applies to the functions traced from here on.
+    tf.config.optimizer.set_experimental_options({"dependency_optimization": False})
     if preset.has_gradient_penalty:
         # The penalty's double backprop sums gradient contributions in an order that
         # depends on TF's inter-op thread scheduling; one inter-op thread makes the

@@ -211,3 +211,13 @@ def test_a_gradient_penalty_run_pins_one_inter_op_thread(preset, pinned, monkeyp
     monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", calls.append)
     loop.seed_everything(preset, 0)
     assert calls == ([1] if pinned else [])
+
+
+def test_seeding_turns_off_grappler_dependency_optimizer(monkeypatch):
+    """One traced step gave other rounding now and then until seeding turned this Grappler pass off."""
+    from genmnist import loop
+    options = {}
+    monkeypatch.setattr(tf.config.optimizer, "set_experimental_options", options.update)
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: None)
+    loop.seed_everything(PRESETS["legacy"], 0)
+    assert options == {"dependency_optimization": False}
