@@ -192,18 +192,20 @@ PRESETS = {  # the DCGAN-style GANModel, the product's main model
     # The fixes, plus what the quality search (docs/search.md) found covers the digits within
     # RUN_BUDGET_MINUTES on a 2-core CPU: the least-squares loss (the same score as the sigmoid loss
     # about 2000 iterations sooner), the R1 penalty (gamma 5: 10 dropped modes in longer runs) on half of
-    # each batch (the same scores as on all of it, and about a tenth of a step's time saved),
-    # D at twice G's rate, Adam without momentum (beta1 0) at rates above DCGAN's and with a shorter
-    # second-moment average (beta2 0.99: the last ~100 steps' gradient scale), sampling from the
-    # weight average, batch 64, rates falling linearly over 10000 iterations (without it a seed
-    # dropped modes past 4000), and a run length that fits that budget (bench/results/default_run.md):
-    # 4000 iterations in float32, 7000 in mixed bfloat16 where --precision auto picks it (a faster
-    # step, the same quality per iteration); a run resumed to 10000 carries the same decay on to 0.
+    # each batch (the same scores as on all of it, and about a tenth of a step's time saved) and on every
+    # 4th D update only, weighted 4 times (lazy R1: 9.0 on 3 seeds by 5000 iterations, where R1 on every
+    # update needed 6000, at about 0.86 of the iteration's time), D at twice G's rate, Adam without momentum
+    # (beta1 0) at rates above DCGAN's and with a shorter second-moment average (beta2 0.99: the last ~100
+    # steps' gradient scale), sampling from the weight average, batch 64, rates falling linearly over 10000
+    # iterations (without it a seed dropped modes past 4000), and a run length that fits that budget
+    # (bench/results/default_run.md): 4000 iterations in float32, 6000 in mixed bfloat16 where --precision
+    # auto picks it (a faster step, the same quality per iteration); a run resumed to 10000 carries the same
+    # decay on to 0.
     "default": Preset(
         name="default", model="dcgan", pixel_range=(0.0, 1.0), loss="lsgan",
-        learning_rate=4e-4, d_learning_rate=8e-4, beta1=0.0, beta2=0.99, bn_momentum=0.99, sampling_stats="recomputed",
-        r1_weight=5.0, penalty_fraction=0.5, ema_decay=0.999, lr_decay_steps=10000, run_steps=4000,
-        run_steps_bfloat16=7000, run_batch_size=64),
+        learning_rate=5e-4, d_learning_rate=1e-3, beta1=0.0, beta2=0.99, bn_momentum=0.99, sampling_stats="recomputed",
+        r1_weight=5.0, penalty_fraction=0.5, r1_every=4, ema_decay=0.999, lr_decay_steps=10000, run_steps=4000,
+        run_steps_bfloat16=6000, run_batch_size=64),
 }
 
 WGAN_PRESETS = {  # the legacy WGANModel: sigmoid generator, so pixels stay in [0, 1]

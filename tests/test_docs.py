@@ -112,6 +112,9 @@ def test_the_readme_presets_table_states_the_presets_values():
     penalty_run = MODELS["dcgan"]["default"].with_loss("wgan-gp")  # the rescaled length the README gives
     with open(DOCS[0]) as f:
         assert f"{penalty_run.n_critic} critic steps:\n{penalty_run.run_steps_bfloat16} iterations" in f.read()
+    for preset, r1 in zip(columns, rows["R1 penalty (`--r1`)"]):
+        assert r1.startswith(f"gamma {preset.r1_weight:g}") if preset.r1_weight else r1 == "", preset.name
+        assert (f"every {preset.r1_every}th D step" in r1) == (preset.r1_every > 1), preset.name
     for preset, loss in zip(columns, rows["loss"]):
         if preset.name != "legacy":  # the legacy columns describe the legacy losses in words
             assert loss == f"`{preset.loss}`", preset.name

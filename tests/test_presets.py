@@ -85,16 +85,17 @@ def test_a_loss_brings_its_schedule_and_drops_the_previous_one():
 
 
 def test_the_default_preset_is_the_searched_recipe():
-    """The fields docs/search.md chose (the least-squares loss with the R1 penalty on half of each batch, D at
-    twice G's rate, beta1 0 at rates 4e-4 / 8e-4, beta2 0.99, the weight average, rates decayed over 10000
-    iterations, batch 64, a run that fits the budget); the legacy presets keep the legacy run and constant rates."""
+    """The fields docs/search.md chose (the least-squares loss with the R1 penalty on half of each batch and every
+    4th D update, D at twice G's rate, beta1 0 at rates 5e-4 / 1e-3, beta2 0.99, the weight average, rates decayed
+    over 10000 iterations, batch 64, a run that fits the budget); the legacy presets keep the legacy run and
+    constant rates."""
     default = PRESETS["default"]
-    assert (default.loss, default.r1_weight, default.penalty_fraction, default.learning_rate,
-            default.d_learning_rate, default.beta1, default.beta2) == ("lsgan", 5.0, 0.5, 4e-4, 8e-4, 0.0, 0.99)
+    assert (default.loss, default.r1_weight, default.penalty_fraction, default.r1_every, default.learning_rate,
+            default.d_learning_rate, default.beta1, default.beta2) == ("lsgan", 5.0, 0.5, 4, 5e-4, 1e-3, 0.0, 0.99)
     assert (default.ema_decay, default.sampling_stats, default.bn_momentum, default.gp_weight) == \
         (0.999, "recomputed", 0.99, 0.0)
     assert (default.lr_decay_steps, default.run_steps, default.run_steps_bfloat16, default.run_batch_size) == \
-        (10000, 4000, 7000, 64)
+        (10000, 4000, 6000, 64)
     for presets in MODELS.values():
         assert (presets["legacy"].run_steps, presets["legacy"].run_batch_size) == (10000, 128)
         assert presets["legacy"].lr_decay_steps == 0
