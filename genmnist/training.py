@@ -225,8 +225,10 @@ class GANTrainer:
             with tf.GradientTape() as tape:
                 penalty = every * self._r1(real)
                 scaled = self.d_optimizer.scale_loss(penalty * self.loss_scale)
-            return [penalty] + tape.gradient(scaled, self.d_variables,
-                                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = tape.gradient(scaled, self.d_variables)
+            # Zeros for the variables R1 does not reach (D's last bias), made here: the tape's own zeros
+            # (UnconnectedGradients.ZERO) fail on Keras 3 variables, whose dtype is a string.
+            return [penalty] + [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.d_variables)]
 
         def nothing():
             return [tf.zeros([], tf.float32)] + [tf.zeros_like(v) for v in self.d_variables]

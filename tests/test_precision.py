@@ -26,8 +26,9 @@ def _trainer(name, preset="default", batch=8):
 
 @pytest.mark.parametrize("preset, atol", [
     (PRESETS["default"], 0.0),
-    # the critic's losses pass near 0, where bfloat16's relative rounding needs an absolute floor
-    (PRESETS["default"].with_loss("wgan-gp").replace(n_critic=1), 1e-2),
+    # the critic's losses pass near 0, where bfloat16's relative rounding needs an absolute floor (set at
+    # these rates: the default's faster 5e-4 / 1e-3 move the second step's near-zero G loss past it)
+    (PRESETS["default"].with_loss("wgan-gp").replace(n_critic=1, learning_rate=4e-4, d_learning_rate=8e-4), 1e-2),
     (WGAN_PRESETS["default"].replace(n_critic=1), 1e-2)], ids=["default-r1", "dcgan-wgan-gp", "wgan"])
 def test_bfloat16_step_gives_the_float32_losses_within_bfloat16_rounding(preset, atol):
     """Gradient penalties included (R1, WGAN-GP on both models: their double backprop runs in bfloat16 under

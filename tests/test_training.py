@@ -167,7 +167,7 @@ def _r1_by_hand(discriminator, real):
 
 @pytest.mark.parametrize("fraction", [1.0, pytest.param(0.5, marks=pytest.mark.slow)])
 def test_r1_penalty_is_reported_and_taken_on_its_share_of_the_batch(fraction):
-    trainer, real, z = _dcgan_trainer(r1_weight=4.0, penalty_fraction=fraction)
+    trainer, real, z = _dcgan_trainer(r1_weight=4.0, penalty_fraction=fraction, r1_every=1)  # on this update
     share = real[:int(len(real) * fraction)]
     expected = 4.0 / 2 * _r1_by_hand(trainer.discriminator, share)  # D before the step computes it
     metrics = trainer.discriminator_step(real, z)
@@ -177,7 +177,7 @@ def test_r1_penalty_is_reported_and_taken_on_its_share_of_the_batch(fraction):
 
 def test_lazy_r1_is_taken_on_every_nth_d_update_weighted_n_times():
     lazy, real, z = _dcgan_trainer(r1_weight=4.0, r1_every=2)
-    doubled = _dcgan_trainer(r1_weight=8.0)[0]
+    doubled = _dcgan_trainer(r1_weight=8.0, r1_every=1)[0]
     due, full = lazy.discriminator_step(real, z), doubled.discriminator_step(real, z)
     assert float(due["penalty"]) == pytest.approx(float(full["penalty"]), rel=1e-6)
     # The due update is the doubled penalty's update (both D start from the same seeded weights).
